@@ -1,0 +1,65 @@
+# Shared by every deploy script: where state lives, the ports, and small guards.
+# Every setting can be overridden from the environment; each is checked before use.
+set -euo pipefail
+
+DEPLOY_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+PROJECT_DIR="$(cd "$DEPLOY_DIR/.." && pwd)"
+STATE_DIR="${MIG_STATE_DIR:-$PROJECT_DIR/.state}"
+CACHE_DIR="${MIG_CACHE_DIR:-$HOME/.cache/chat-migration}"
+VENV_DIR="${MIG_VENV_DIR:-$PROJECT_DIR/.venv}"
+
+MARIADB_PORT="${MIG_MARIADB_PORT:-3306}"
+MONOLITH_PORT="${MIG_MONOLITH_PORT:-8080}"
+KAFKA_PORT="${MIG_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${MIG_KAFKA_CONTROLLER_PORT:-9093}"
+ZOOKEEPER_PORT="${MIG_ZOOKEEPER_PORT:-2181}"
+HBASE_THRIFT_PORT="${MIG_HBASE_THRIFT_PORT:-9090}"
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+check_port_setting() {  # name value
+  [[ "$2" =~ ^[0-9]+$ ]] && (( $2 > 0 && $2 < 65536 )) || die "$1=$2 is not a TCP port (1..65535)"
+}
+for _p in MARIADB_PORT MONOLITH_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT ZOOKEEPER_PORT HBASE_THRIFT_PORT; do
+  check_port_setting "MIG_$_p" "${!_p}"
+done
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Refuse to start a service on a port something else already holds: name the holder.
+require_free_port() {  # port service
+  if port_open "$1"; then
+    local who
+    who=$(ss -ltnpH "sport = :$1" 2>/dev/null | sed -n 's/.*users:((\("[^"]*"\),pid=\([0-9]*\).*/\1 pid \2/p' | head -n1)
+    die "port $1 for $2 is already taken${who:+ by $who}; stop it or set another port (see deploy/README.md)"
+  fi
+}
+
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+# wait_until SECONDS LOGFILE DESCRIPTION CMD...: poll CMD once a second; on timeout show the log.
+wait_until() {
+  local limit=$1 logfile=$2 what=$3; shift 3
+  local t=0
+  until "$@" >/dev/null 2>&1; do
+    if (( t >= limit )); then
+      printf 'error: %s did not become ready within %ss. Last lines of %s:\n' "$what" "$limit" "$logfile" >&2
+      tail -n 30 "$logfile" >&2 || true
+      exit 1
+    fi
+    sleep 1; t=$((t + 1))
+  done
+}
+
+stop_pidfile() {  # pidfile name
+  local pid
+  pid=$(cat "$1" 2>/dev/null) || pid=""
+  if [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
+    kill -9 "$pid" 2>/dev/null || true
+    log "$2 stopped"
+  fi
+  rm -f "$1"
+}

@@ -1,0 +1,1 @@
+"""Batch jobs: backfill, parity, repair, cutover and rollback (DESIGN.md)."""

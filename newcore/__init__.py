@@ -1,0 +1,1 @@
+"""The new core: domain, ports, Kafka and HBase adapters, Write and Read APIs (DESIGN.md)."""
