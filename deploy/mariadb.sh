@@ -78,6 +78,8 @@ CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4;
 CREATE USER IF NOT EXISTS '$DB_USER'@'127.0.0.1' IDENTIFIED BY '$DB_PASSWORD';
 CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
 GRANT ALL ON \`$DB_NAME\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+-- scratch databases of the tests (chat_test_...), so a test run never touches the demo data
+GRANT ALL ON \`${DB_NAME}\\_test\\_%\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
 -- the binlog hint source reads the replication stream as this user
 GRANT REPLICATION SLAVE, REPLICATION CLIENT, RELOAD ON *.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
 SQL

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pymysql.converters import escape_item
 from sqlalchemy import Connection, Engine, text
 
-from legacy_adapters.seeding.history import History, RoomProgress
+from legacy_adapters.seeding.history import HISTORY_START, History, RoomProgress, jst
 from legacy_adapters.seeding.world import SeedPlan, World, build_world
 
 SEEDED_TABLES = (
@@ -127,8 +127,8 @@ def _write_world(engine: Engine, world: World) -> None:
             ],
         )
         cursor.executemany(
-            "INSERT IGNORE INTO api_tokens (token, account_id, created_at) VALUES (%s, %s, NOW())",
-            [(a.token, a.account_id) for a in present],
+            "INSERT IGNORE INTO api_tokens (token, account_id, created_at) VALUES (%s, %s, %s)",
+            [(a.token, a.account_id, jst(HISTORY_START + a.account_id * 3600)) for a in present],
         )
         all_rooms = (
             *world.rooms,
@@ -199,6 +199,8 @@ def _prepared_chunks(plan: SeedPlan, chunk_count: int) -> Iterator[PreparedChunk
 def _write_cursors(engine: Engine, world: World, progress: dict[int, RoomProgress]) -> None:
     """Read and fetch cursors of every member, and each room's last update time.
 
+    Nothing here reads the clock: the same plan gives the same tables, byte for byte.
+
     Most members have read everything, some lag at a point in the room's past, some never
     opened the room (no cursor row): so force=0, unread counts and mentions all have work.
     """
@@ -213,16 +215,18 @@ def _write_cursors(engine: Engine, world: World, progress: dict[int, RoomProgres
                 continue
             roll = (member * 7919 + room.room_id * 104729 + world.plan.seed) % 100
             if roll < 70:
-                rows.append((room.room_id, member, seen.last_id, seen.last_id))
+                rows.append((room.room_id, member, seen.last_id, seen.last_id, seen.last_time))
             elif roll < 90:
-                rows.append((room.room_id, member, seen.lagging_id, seen.lagging_id))
+                rows.append(
+                    (room.room_id, member, seen.lagging_id, seen.lagging_id, seen.last_time)
+                )
     with engine.begin() as conn:
         cursor = conn.connection.cursor()
         cursor.executemany(
-            "INSERT INTO room_cursors (room_id, account_id, last_read_message_id, last_fetched_message_id)"
-            " VALUES (%s, %s, %s, %s) ON DUPLICATE KEY UPDATE"
-            " last_read_message_id = VALUES(last_read_message_id),"
-            " last_fetched_message_id = VALUES(last_fetched_message_id)",
+            "INSERT INTO room_cursors (room_id, account_id, last_read_message_id,"
+            " last_fetched_message_id, updated_at) VALUES (%s, %s, %s, %s, FROM_UNIXTIME(%s))"
+            " ON DUPLICATE KEY UPDATE last_read_message_id = VALUES(last_read_message_id),"
+            " last_fetched_message_id = VALUES(last_fetched_message_id), updated_at = VALUES(updated_at)",
             rows,
         )
         cursor.executemany(

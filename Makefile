@@ -1,0 +1,38 @@
+# The two commands of the README are `make demo` (the main job) and `make test`.
+# Everything installs and starts itself, idempotently; a second run reuses every cache.
+SHELL := /bin/bash
+VENV := .venv/bin
+MESSAGES ?= 1000000
+SEED ?= 42
+
+.PHONY: demo test up down status lint unit integration bench
+
+demo: up  ## bring the stack up, seed the monolith, print where everything answers
+	$(VENV)/chat-seed --messages $(MESSAGES) --seed $(SEED) $(if $(RESET),--reset)
+	@bash deploy/walkthrough.sh $(SEED)
+
+test: up lint  ## everything CI checks: lint, types, unit and integration tests on the real stack
+	$(VENV)/pytest
+
+lint:
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy
+
+unit:
+	$(VENV)/pytest tests/unit
+
+integration: up
+	$(VENV)/pytest tests/integration
+
+bench: up  ## the monolith's baseline figures (bench/README.md)
+	bash bench/monolith_baseline.sh
+
+up:
+	@bash deploy/stack.sh up
+
+down:
+	@bash deploy/stack.sh down
+
+status:
+	@bash deploy/stack.sh status
