@@ -146,10 +146,19 @@ function messages_after(string $roomId, string $afterId, int $limit): array
     )->fetchAll();
 }
 
-/** The cursor row of an account in a room, locked for the current transaction. */
+/**
+ * The cursor row of an account in a room, locked for the current transaction.
+ * The no-op ON DUPLICATE KEY UPDATE takes the row's exclusive lock at once: INSERT IGNORE would
+ * take a shared lock on an existing row, and two concurrent fetches of one account that both
+ * hold it and then ask for FOR UPDATE deadlock (a 500 for one of them).
+ */
 function lock_cursor(string $roomId, int $accountId): array
 {
-    query('INSERT IGNORE INTO room_cursors (room_id, account_id) VALUES (?, ?)', [$roomId, $accountId]);
+    query(
+        'INSERT INTO room_cursors (room_id, account_id) VALUES (?, ?)
+         ON DUPLICATE KEY UPDATE account_id = account_id',
+        [$roomId, $accountId]
+    );
     return query(
         'SELECT last_read_message_id, last_fetched_message_id FROM room_cursors
           WHERE room_id = ? AND account_id = ? FOR UPDATE',
