@@ -57,7 +57,6 @@ CONF
       include /etc/nginx/fastcgi_params;
       fastcgi_param SCRIPT_FILENAME $APP/public/index.php;
       fastcgi_param CHAT_RATE_LIMIT $2;
-      fastcgi_keep_conn on;
       fastcgi_pass php;
     }
   }
@@ -77,7 +76,10 @@ http {
   uwsgi_temp_path $DIR/tmp/uwsgi;
   scgi_temp_path $DIR/tmp/scgi;
   keepalive_requests 100000;
-  upstream php { server unix:$DIR/php-fpm.sock; keepalive 32; }
+  # No FastCGI keep-alive: idle cached connections hold FPM workers (static pool), and requests
+  # arriving through the other nginx worker then wait for keepalive_timeout. A unix socket
+  # connection per request costs next to nothing.
+  upstream php { server unix:$DIR/php-fpm.sock; }
 $(server_block "$MONOLITH_PORT" "$RATE_LIMIT")
   # The same app with the public API's rate limits on, for clients and tests that want them.
 $(server_block "$LIMITED_PORT" on)

@@ -463,6 +463,30 @@ def test_concurrent_force_0_fetches_deliver_each_message_once(
     assert world.cursor_of(scene.room, scene.alice) == (0, ids[-1])
 
 
+def test_more_clients_than_php_workers_are_all_served(
+    api: Api, world: MonolithWorld, scene: Scene
+) -> None:
+    """Regression: with FastCGI keep-alive, idle connections cached by one nginx worker held every
+    PHP-FPM worker, and requests through the other nginx worker stalled for keepalive_timeout
+    (60 s). Many clients at once must each get an answer well within a short timeout."""
+    world.messages(scene.room, scene.bob.account_id, [f"m{i}" for i in range(20)])
+    base = api.base_url
+    path = messages_path(scene.room)
+
+    def client_session(_: int) -> list[int]:
+        with httpx.Client(base_url=base, timeout=10.0) as client:
+            return [
+                client.get(
+                    path, params={"force": "1"}, headers={"X-ChatWorkToken": scene.alice.token}
+                ).status_code
+                for _ in range(15)
+            ]
+
+    with ThreadPoolExecutor(max_workers=24) as pool:
+        statuses = [code for codes in pool.map(client_session, range(24)) for code in codes]
+    assert statuses == [200] * (24 * 15)
+
+
 def test_force_0_never_returns_deleted_messages(
     api: Api, world: MonolithWorld, scene: Scene
 ) -> None:
