@@ -179,7 +179,7 @@ start_master() {
   MASTER_LOG_OFFSET=$(stat -c %s "$MASTER_LOG")
   java_args "$MASTER_HEAP_OPTS"
   setsid "$JAVA" "${JVM_ARGS[@]}" org.apache.hadoop.hbase.master.HMaster start \
-    </dev/null >>"$MASTER_LOG" 2>&1 &
+    </dev/null >>"$MASTER_LOG" 2>&1 3>&- &
   echo $! >"$MASTER_PID"
 }
 
@@ -193,7 +193,7 @@ start_thrift() {
   printf '\n==== start %s ====\n' "$(date '+%F %T')" >>"$THRIFT_LOG"
   java_args "$THRIFT_HEAP_OPTS"
   setsid "$JAVA" "${JVM_ARGS[@]}" org.apache.hadoop.hbase.thrift.ThriftServer \
-    -b 127.0.0.1 -p "$HBASE_THRIFT_PORT" -threadpool start </dev/null >>"$THRIFT_LOG" 2>&1 &
+    -b 127.0.0.1 -p "$HBASE_THRIFT_PORT" -threadpool start </dev/null >>"$THRIFT_LOG" 2>&1 3>&- &
   echo $! >"$THRIFT_PID"
 }
 

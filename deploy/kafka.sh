@@ -175,7 +175,7 @@ start() {
   printf '\n==== start %s ====\n' "$(date '+%F %T')" >>"$LOG"
   # setsid: its own session, so a Ctrl-C in the calling terminal does not take the broker down.
   java_args
-  setsid "$JAVA" "${JVM_ARGS[@]}" kafka.Kafka "$CONFIG" </dev/null >>"$LOG" 2>&1 &
+  setsid "$JAVA" "${JVM_ARGS[@]}" kafka.Kafka "$CONFIG" </dev/null >>"$LOG" 2>&1 3>&- &
   echo $! >"$PIDFILE"
   wait_ready
   log "kafka ready (pid $(cat "$PIDFILE"), port $KAFKA_PORT)"
