@@ -16,13 +16,14 @@ The stack is up:
 Try it (account 1 of the seeded data set; room 1 is one of its rooms):
   T='X-ChatWorkToken: $TOKEN'
   curl -s -H "\$T" $URL/v2/me
-  curl -s -H "\$T" $URL/v2/rooms | head -c 600; echo
-  curl -s -H "\$T" '$URL/v2/rooms/1/messages?force=1' | head -c 800; echo     # the latest 100
-  curl -s -H "\$T" -d 'body=[To:1] こんにちは 👋' $URL/v2/rooms/1/messages      # post: {"message_id": "..."}
-  curl -s -i -H "\$T" $URL/v2/rooms/1/messages | head -n 1                      # force=0: what is new for you
+  curl -s -H "\$T" $URL/v2/rooms | head -c 600; echo                           # unread_num, mention_num
+  curl -s -H "\$T" '$URL/v2/rooms/1/messages?force=1' | head -c 800; echo      # the latest 100, no side effect
+  curl -s -H "\$T" -X PUT $URL/v2/rooms/1/messages/read; echo                  # counts after; 400 if already read
+  curl -s -i -H "\$T" $URL/v2/rooms/1/messages | head -n 1                      # force=0: what you have not fetched
   curl -s -i -H "\$T" $URL/v2/rooms/1/messages | head -n 1                      # again: 204, nothing new
-  curl -s -H "\$T" -X PUT $URL/v2/rooms/1/messages/read
-  curl -s $URL/v2/me                                                          # no token: 401
+  curl -s -H "\$T" -d 'body=[To:1] こんにちは 👋' $URL/v2/rooms/1/messages; echo  # {"message_id": "..."}
+  curl -s -H "\$T" $URL/v2/rooms/1/messages; echo                              # force=0: just the new one
+  curl -s $URL/v2/me; echo                                                     # no token: 401
 
 Stop everything with 'make down'; 'make status' tells what runs.
 TEXT
