@@ -4,6 +4,7 @@
 # The jars come from deploy/jvm/kafka/pom.xml into $CACHE_DIR/jvm/kafka/<pom hash>/lib; config,
 # data, pid file and log live under $STATE_DIR/kafka. See deploy/README-jvm.md.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+source "$DEPLOY_DIR/jvm-lib.sh"
 
 POM="$DEPLOY_DIR/jvm/kafka/pom.xml"
 HOME_DIR="$STATE_DIR/kafka"
@@ -16,48 +17,10 @@ JAVA="${JAVA:-java}"
 KAFKA_HEAP_OPTS="${MIG_KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}"
 READY_TIMEOUT="${MIG_KAFKA_READY_TIMEOUT:-90}"
 
-pom_hash() { sha256sum "$POM" | cut -c1-16; }
-LIB_PARENT="$CACHE_DIR/jvm/kafka/$(pom_hash)"
+LIB_PARENT="$(jvm_lib_parent kafka)"
 LIB_DIR="$LIB_PARENT/lib"
-MARKER="$LIB_PARENT/complete"
 
-# Copy the pom's runtime classpath into the cache once; a complete folder is never touched again.
-install() {
-  if [[ -f "$MARKER" ]] && [[ -d "$LIB_DIR" ]]; then
-    log "kafka jars present in $LIB_DIR"
-    return 0
-  fi
-  command -v mvn >/dev/null || die "mvn not found (Maven 3.8+ is needed to fetch the Kafka jars)"
-  command -v "$JAVA" >/dev/null || die "java not found (JDK 17 is needed)"
-  log "fetching kafka jars from Maven Central into $LIB_DIR"
-  rm -rf "$LIB_DIR"
-  mkdir -p "$LIB_PARENT"
-  local mvnlog="$LIB_PARENT/mvn.log"
-  if ! (cd "$DEPLOY_DIR/jvm/kafka" && mvn -B -q -Dmaven.repo.local="$CACHE_DIR/jvm/m2" \
-      dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$LIB_DIR") \
-      >"$mvnlog" 2>&1; then
-    tail -n 30 "$mvnlog" >&2
-    die "mvn could not fetch the kafka jars (log above, full log $mvnlog)"
-  fi
-  check_one_slf4j_binding "$LIB_DIR"
-  touch "$MARKER"
-  log "kafka jars installed ($(find "$LIB_DIR" -name '*.jar' | wc -l) jars)"
-}
-
-# Exactly one SLF4J 1.x binding (StaticLoggerBinder) or 2.x provider may be on the classpath.
-check_one_slf4j_binding() {
-  local dir=$1 bindings=()
-  mapfile -t bindings < <("$VENV_DIR/bin/python" -c '
-import pathlib, sys, zipfile
-marks = {"org/slf4j/impl/StaticLoggerBinder.class",
-         "META-INF/services/org.slf4j.spi.SLF4JServiceProvider"}
-for jar in sorted(pathlib.Path(sys.argv[1]).glob("*.jar")):
-    if marks & set(zipfile.ZipFile(jar).namelist()):
-        print(jar.name)
-' "$dir")
-  (( ${#bindings[@]} == 1 )) \
-    || die "expected exactly one SLF4J binding in $dir, found ${#bindings[@]}: ${bindings[*]:-none}"
-}
+install() { jvm_install kafka Kafka; }
 
 write_config() {
   mkdir -p "$DATA_DIR" "$LOG_DIR"
