@@ -1,0 +1,1 @@
+"""Adapters of the new core's ports: embedded (in-process) and real (Kafka, HBase)."""

@@ -1,0 +1,144 @@
+"""The embedded read store: one SQLite file, for unit tests and small installs.
+
+Durable across a restart of the process (WAL journal, synchronous=FULL): what `apply` returned
+from is on disk. Keeps the port's rule with a conditional upsert: a row changes only when the
+incoming capture position is at least the one it holds. A deletion is a tombstone row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from newcore.domain.events import CursorMoved, Event, MessageDeleted, MessageUpserted
+from newcore.domain.model import Message, ReadCursor
+from newcore.ports import ReadStoreUnavailable
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+  room_id INTEGER NOT NULL, message_id TEXT NOT NULL, account_id INTEGER NOT NULL,
+  body TEXT NOT NULL, send_time INTEGER NOT NULL, update_time INTEGER NOT NULL,
+  deleted INTEGER NOT NULL, position INTEGER NOT NULL,
+  PRIMARY KEY (room_id, message_id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cursors (
+  room_id INTEGER NOT NULL, account_id INTEGER NOT NULL,
+  last_read TEXT NOT NULL, last_fetched TEXT NOT NULL, position INTEGER NOT NULL,
+  PRIMARY KEY (room_id, account_id)
+) WITHOUT ROWID;
+"""
+
+_UPSERT = """
+INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, 0, ?)
+ON CONFLICT (room_id, message_id) DO UPDATE SET
+  account_id = excluded.account_id, body = excluded.body, send_time = excluded.send_time,
+  update_time = excluded.update_time, deleted = 0, position = excluded.position
+WHERE excluded.position >= messages.position
+"""
+_DELETE = """
+INSERT INTO messages VALUES (?, ?, 0, '', 0, 0, 1, ?)
+ON CONFLICT (room_id, message_id) DO UPDATE SET deleted = 1, position = excluded.position
+WHERE excluded.position >= messages.position
+"""
+_CURSOR = """
+INSERT INTO cursors VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (room_id, account_id) DO UPDATE SET
+  last_read = excluded.last_read, last_fetched = excluded.last_fetched, position = excluded.position
+WHERE excluded.position >= cursors.position
+"""
+_COLUMNS = "room_id, message_id, account_id, body, send_time, update_time"
+
+
+def _key(message_id: int) -> str:
+    """Ids up to 2^64 do not fit SQLite's signed integers: stored as fixed-width digits,
+    whose text order is their numeric order."""
+    return f"{message_id:020d}"
+
+
+def _message(row: tuple[int, str, int, str, int, int]) -> Message:
+    return Message(row[0], int(row[1]), row[2], row[3], row[4], row[5])
+
+
+class SqliteReadStore:
+    def __init__(self, path: Path | str) -> None:
+        try:
+            self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as exc:
+            raise ReadStoreUnavailable(
+                f"cannot open the embedded read store at {path}: {exc}"
+            ) from exc
+        self._lock = threading.Lock()
+
+    def apply(self, events: Sequence[Event]) -> None:
+        if not events:
+            return
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                for event in events:
+                    if isinstance(event, MessageUpserted):
+                        m = event.message
+                        self._db.execute(
+                            _UPSERT,
+                            (m.room_id, _key(m.message_id), m.account_id, m.body,
+                             m.send_time, m.update_time, event.position),
+                        )  # fmt: skip
+                    elif isinstance(event, MessageDeleted):
+                        self._db.execute(
+                            _DELETE, (event.room_id, _key(event.message_id), event.position)
+                        )
+                    elif isinstance(event, CursorMoved):
+                        c = event.cursor
+                        self._db.execute(
+                            _CURSOR,
+                            (c.room_id, c.account_id, _key(c.last_read_message_id),
+                             _key(c.last_fetched_message_id), event.position),
+                        )  # fmt: skip
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                raise ReadStoreUnavailable(f"embedded read store: {exc}") from exc
+
+    def message(self, room_id: int, message_id: int) -> Message | None:
+        with self._lock:
+            row = self._db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE room_id = ? AND message_id = ? AND deleted = 0",  # noqa: S608
+                (room_id, _key(message_id)),
+            ).fetchone()
+        return None if row is None else _message(row)
+
+    def latest(self, room_id: int, limit: int) -> list[Message]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE room_id = ? AND deleted = 0"  # noqa: S608
+                " ORDER BY message_id DESC LIMIT ?",
+                (room_id, limit),
+            ).fetchall()
+        return [_message(row) for row in reversed(rows)]
+
+    def after(self, room_id: int, after_message_id: int, limit: int) -> list[Message]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS} FROM messages WHERE room_id = ? AND message_id > ?"  # noqa: S608
+                " AND deleted = 0 ORDER BY message_id LIMIT ?",
+                (room_id, _key(after_message_id), limit),
+            ).fetchall()
+        return [_message(row) for row in rows]
+
+    def cursor(self, room_id: int, account_id: int) -> ReadCursor | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT last_read, last_fetched FROM cursors WHERE room_id = ? AND account_id = ?",
+                (room_id, account_id),
+            ).fetchone()
+        return None if row is None else ReadCursor(room_id, account_id, int(row[0]), int(row[1]))
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

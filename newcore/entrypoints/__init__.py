@@ -1,0 +1,1 @@
+"""Commands and long-running processes of the new core."""

@@ -1,0 +1,52 @@
+"""The new core's ports. Every adapter of a port passes that port's contract suite in
+tests/contracts/, the embedded one included: an embedded adapter that disagrees with the real
+one is a bug in the embedded one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from newcore.domain.events import Event
+from newcore.domain.model import Message, ReadCursor
+
+
+class ReadStoreUnavailable(Exception):
+    """The store cannot be reached or answered with an error; the call may be retried as is."""
+
+
+class ReadStore(Protocol):
+    """The read model: messages and cursors at the monolith's latest captured state."""
+
+    def apply(self, events: Sequence[Event]) -> None:
+        """Applies events idempotently and in any order.
+
+        For each message and each cursor, the state with the highest capture position wins;
+        an event at a lower position than what is held changes nothing; the same event applied
+        twice changes nothing the second time. A deletion at position p hides the message from
+        every read until an upsert at a position >= p. Durable when it returns. An empty
+        sequence is a no-op. Raises ReadStoreUnavailable (nothing or part applied: applying the
+        same events again is always safe).
+        """
+        ...
+
+    def message(self, room_id: int, message_id: int) -> Message | None:
+        """The message, or None if it was never applied or its latest state is deleted."""
+        ...
+
+    def latest(self, room_id: int, limit: int) -> list[Message]:
+        """The `limit` live messages of the room with the highest ids, oldest first; [] if none."""
+        ...
+
+    def after(self, room_id: int, after_message_id: int, limit: int) -> list[Message]:
+        """Up to `limit` live messages with ids above `after_message_id`, oldest first."""
+        ...
+
+    def cursor(self, room_id: int, account_id: int) -> ReadCursor | None:
+        """The account's cursor in the room, or None if none was applied."""
+        ...
+
+    def close(self) -> None:
+        """Releases connections; the store is not used afterwards."""
+        ...

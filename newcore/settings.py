@@ -1,0 +1,21 @@
+"""Where the new core's real stores answer: typed settings read from MIG_* variables.
+
+The same variables configure deploy/ (deploy/lib.sh), so a process and the stack agree.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class HBaseSettings(BaseSettings):
+    """The HBase Thrift 1 server (the one happybase speaks) and our tables' name prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="MIG_HBASE_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    thrift_port: int = Field(default=9090, ge=1, le=65535)
+    table_prefix: str = Field(default="chat", pattern=r"^[A-Za-z0-9_]{1,64}$")
+    pool_size: int = Field(default=4, ge=1, le=64)
+    timeout_ms: int = Field(default=30_000, ge=100)
