@@ -5,7 +5,8 @@ one is a bug in the embedded one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from newcore.domain.events import Event
@@ -49,4 +50,53 @@ class ReadStore(Protocol):
 
     def close(self) -> None:
         """Releases connections; the store is not used afterwards."""
+        ...
+
+
+class EventLogUnavailable(Exception):
+    """The log cannot be reached or refused the call; the call may be retried as is."""
+
+
+@dataclass(frozen=True, slots=True)
+class LogRecord:
+    partition: int
+    position: int  # the record's offset in its partition
+    room_id: int
+    value: bytes
+
+
+class EventLog(Protocol):
+    """An append-only log keyed by room (hints, events): a room's records stay in one partition,
+    in the order they were appended; consumers read a partition from a position and commit the
+    next position to read per consumer group."""
+
+    @property
+    def partitions(self) -> int:
+        """How many partitions the log has; fixed for its lifetime."""
+        ...
+
+    async def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """Appends (room_id, value) records. Each goes to partition_for(room_id); records of one
+        room keep their order in the sequence. Durable when it returns. Empty: a no-op. Raises
+        EventLogUnavailable (some records may be appended: appenders must tolerate duplicates)."""
+        ...
+
+    async def read(
+        self, partition: int, from_position: int, max_records: int, timeout_ms: int
+    ) -> list[LogRecord]:
+        """Up to max_records records of the partition at positions >= from_position, in order.
+        Waits up to timeout_ms for the first one; [] when none came in that time."""
+        ...
+
+    async def committed(self, group: str, partition: int) -> int:
+        """The next position the group has to read in the partition; 0 if it never committed."""
+        ...
+
+    async def commit(self, group: str, positions: Mapping[int, int]) -> None:
+        """Records, per partition, the next position the group has to read. Durable when it
+        returns."""
+        ...
+
+    async def close(self) -> None:
+        """Releases connections and files; the log is not used afterwards."""
         ...

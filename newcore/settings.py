@@ -19,3 +19,12 @@ class HBaseSettings(BaseSettings):
     table_prefix: str = Field(default="chat", pattern=r"^[A-Za-z0-9_]{1,64}$")
     pool_size: int = Field(default=4, ge=1, le=64)
     timeout_ms: int = Field(default=30_000, ge=100)
+
+
+class KafkaSettings(BaseSettings):
+    """The Kafka cluster (one KRaft node locally)."""
+
+    model_config = SettingsConfigDict(env_prefix="MIG_KAFKA_", extra="ignore", frozen=True)
+
+    bootstrap: str = Field(default="127.0.0.1:9092", pattern=r"^[A-Za-z0-9_.:,\[\]-]+$")
+    request_timeout_ms: int = Field(default=30_000, ge=1000)

@@ -1,0 +1,166 @@
+"""The event log on Kafka, with aiokafka.
+
+Records are sent to partition_for(room_id) explicitly (key: the room id, 8 bytes big-endian),
+by an idempotent producer with acks=all, so a room's records keep their order through retries.
+Reading seeks a manually assigned partition; offsets are committed to Kafka per consumer group
+(manual assignment, no group membership: nothing to rebalance). Every Kafka error becomes
+EventLogUnavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from newcore.domain.partitioning import partition_for
+from newcore.ports import EventLogUnavailable, LogRecord
+from newcore.settings import KafkaSettings
+
+
+async def ensure_topic(settings: KafkaSettings, topic: str, partitions: int) -> bool:
+    """Creates the topic if missing (True when created). An existing topic with another
+    partition count is refused: rooms would move to other partitions."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap, request_timeout_ms=settings.request_timeout_ms
+    )
+    try:
+        await admin.start()
+        response = await admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+        )
+        # The admin client answers per-topic error codes instead of raising them.
+        for _name, code, message in response.topic_errors:
+            error = for_code(code)
+            if error is TopicAlreadyExistsError:
+                break
+            if code != 0:
+                raise EventLogUnavailable(
+                    f"cannot create topic {topic}: {error.__name__}: {message}"
+                )
+        else:
+            return True
+        described = await admin.describe_topics([topic])
+        found = len(described[0]["partitions"])
+        if found != partitions:
+            raise EventLogUnavailable(
+                f"topic {topic} has {found} partitions, expected {partitions}: rooms would change partition"
+            )
+        return False
+    except KafkaError as exc:
+        raise EventLogUnavailable(f"Kafka at {settings.bootstrap}: {exc!r}") from exc
+    finally:
+        await admin.close()
+
+
+def _room(key: bytes | None) -> int:
+    return int.from_bytes(key or b"", "big")
+
+
+class KafkaEventLog:
+    def __init__(self, settings: KafkaSettings, topic: str, partitions: int) -> None:
+        self._settings = settings
+        self._topic = topic
+        self._partitions = partitions
+        self._producer: AIOKafkaProducer | None = None
+        self._reader: AIOKafkaConsumer | None = None
+        self._groups: dict[str, AIOKafkaConsumer] = {}
+        self._lock = asyncio.Lock()
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    def _unavailable(self, exc: Exception) -> EventLogUnavailable:
+        return EventLogUnavailable(
+            f"Kafka at {self._settings.bootstrap}, topic {self._topic}: {exc!r}"
+        )
+
+    async def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        if not records:
+            return
+        try:
+            if self._producer is None:
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=self._settings.bootstrap, acks="all", enable_idempotence=True,
+                    request_timeout_ms=self._settings.request_timeout_ms, linger_ms=5,
+                )  # fmt: skip
+                await producer.start()
+                self._producer = producer
+            sent = [
+                await self._producer.send(
+                    self._topic,
+                    value,
+                    key=room_id.to_bytes(8, "big"),
+                    partition=partition_for(room_id, self._partitions),
+                )
+                for room_id, value in records
+            ]
+            await asyncio.gather(*sent)
+        except KafkaError as exc:
+            raise self._unavailable(exc) from exc
+
+    async def _consumer(self, group: str | None) -> AIOKafkaConsumer:
+        existing = self._reader if group is None else self._groups.get(group)
+        if existing is not None:
+            return existing
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.bootstrap, group_id=group, enable_auto_commit=False,
+            auto_offset_reset="earliest", isolation_level="read_committed",
+            request_timeout_ms=self._settings.request_timeout_ms,
+        )  # fmt: skip
+        await consumer.start()
+        consumer.assign([TopicPartition(self._topic, p) for p in range(self._partitions)])
+        if group is None:
+            self._reader = consumer
+        else:
+            self._groups[group] = consumer
+        return consumer
+
+    async def read(
+        self, partition: int, from_position: int, max_records: int, timeout_ms: int
+    ) -> list[LogRecord]:
+        tp = TopicPartition(self._topic, partition)
+        try:
+            async with self._lock:
+                reader = await self._consumer(None)
+                reader.seek(tp, from_position)
+                batches = await reader.getmany(tp, timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            raise self._unavailable(exc) from exc
+        return [
+            LogRecord(partition, r.offset, _room(r.key), r.value or b"")
+            for r in batches.get(tp, [])
+        ]
+
+    async def committed(self, group: str, partition: int) -> int:
+        try:
+            async with self._lock:
+                consumer = await self._consumer(group)
+                position = await consumer.committed(TopicPartition(self._topic, partition))
+        except KafkaError as exc:
+            raise self._unavailable(exc) from exc
+        return position or 0
+
+    async def commit(self, group: str, positions: Mapping[int, int]) -> None:
+        try:
+            async with self._lock:
+                consumer = await self._consumer(group)
+                await consumer.commit(
+                    {TopicPartition(self._topic, p): n for p, n in positions.items()}
+                )
+        except KafkaError as exc:
+            raise self._unavailable(exc) from exc
+
+    async def close(self) -> None:
+        clients: list[AIOKafkaProducer | AIOKafkaConsumer] = [*self._groups.values()]
+        if self._reader is not None:
+            clients.append(self._reader)
+        if self._producer is not None:
+            clients.append(self._producer)
+        self._producer, self._reader, self._groups = None, None, {}
+        for client in clients:
+            await client.stop()

@@ -1,0 +1,135 @@
+"""The EventLog contract: one suite, run unchanged against every adapter of the port.
+
+A subclass provides `await open_log(name)`: a log named `name` (the same name twice is the same log,
+as after a restart of the process). Tests are plain functions running one asyncio loop each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+from newcore.domain.partitioning import partition_for
+from newcore.ports import EventLog, LogRecord
+
+PARTITIONS = 4
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(scenario())  # type: ignore[arg-type]
+
+
+async def read_all(log: EventLog, partition: int, from_position: int = 0) -> list[LogRecord]:
+    found: list[LogRecord] = []
+    while True:
+        batch = await log.read(partition, from_position + len(found), 1000, timeout_ms=500)
+        if not batch:
+            return found
+        found += batch
+
+
+class EventLogContract:
+    async def open_log(self, name: str) -> EventLog:
+        raise NotImplementedError
+
+    def fresh_name(self) -> str:
+        return f"contract-{uuid.uuid4().hex[:10]}"
+
+    def test_a_room_keeps_its_partition_and_its_order(self) -> None:
+        async def scenario() -> None:
+            log = await self.open_log(self.fresh_name())
+            try:
+                rooms = list(range(1, 41))
+                await log.append(
+                    [(room, f"{room}:{i}".encode()) for i in range(3) for room in rooms]
+                )
+                seen: dict[int, list[bytes]] = {}
+                used = set()
+                for partition in range(PARTITIONS):
+                    records = await read_all(log, partition)
+                    assert [r.position for r in records] == list(range(len(records)))
+                    for record in records:
+                        assert (
+                            record.partition
+                            == partition
+                            == partition_for(record.room_id, PARTITIONS)
+                        )
+                        seen.setdefault(record.room_id, []).append(record.value)
+                        used.add(partition)
+                assert seen == {room: [f"{room}:{i}".encode() for i in range(3)] for room in rooms}
+                assert len(used) > 1  # rooms spread over partitions
+            finally:
+                await log.close()
+
+        run(scenario)
+
+    def test_reading_from_a_position_and_in_pages(self) -> None:
+        async def scenario() -> None:
+            log = await self.open_log(self.fresh_name())
+            try:
+                room = 7
+                partition = partition_for(room, PARTITIONS)
+                await log.append([(room, bytes([i])) for i in range(10)])
+                page = await log.read(partition, 3, 4, timeout_ms=5000)
+                assert [(r.position, r.value) for r in page] == [
+                    (i, bytes([i])) for i in range(3, 7)
+                ]
+                assert [r.room_id for r in page] == [room] * 4
+                assert await log.read(partition, 10, 10, timeout_ms=300) == []
+                await log.append([])
+                assert await log.read(partition, 10, 10, timeout_ms=300) == []
+            finally:
+                await log.close()
+
+        run(scenario)
+
+    def test_a_waiting_reader_gets_what_is_appended_meanwhile(self) -> None:
+        async def scenario() -> None:
+            log = await self.open_log(self.fresh_name())
+            try:
+                room = 9
+                partition = partition_for(room, PARTITIONS)
+                await log.append([(room, b"first")])
+                waiting = asyncio.create_task(log.read(partition, 1, 10, timeout_ms=10_000))
+                await asyncio.sleep(0.2)
+                await log.append([(room, b"second")])
+                assert [r.value for r in await waiting] == [b"second"]
+            finally:
+                await log.close()
+
+        run(scenario)
+
+    def test_commits_are_per_group_and_per_partition(self) -> None:
+        async def scenario() -> None:
+            log = await self.open_log(self.fresh_name())
+            try:
+                assert await log.committed("updater", 0) == 0
+                await log.commit("updater", {0: 5, 1: 2})
+                await log.commit("updater", {1: 3})
+                assert [await log.committed("updater", p) for p in range(3)] == [5, 3, 0]
+                assert await log.committed("capturer", 0) == 0
+            finally:
+                await log.close()
+
+        run(scenario)
+
+    def test_records_and_commits_survive_a_reopen(self) -> None:
+        async def scenario() -> None:
+            name = self.fresh_name()
+            log = await self.open_log(name)
+            await log.append([(11, b"kept"), (11, "本文😀".encode())])
+            await log.commit("g", {partition_for(11, PARTITIONS): 1})
+            await log.close()
+            again = await self.open_log(name)
+            try:
+                partition = partition_for(11, PARTITIONS)
+                assert [r.value for r in await read_all(again, partition)] == [
+                    b"kept",
+                    "本文😀".encode(),
+                ]
+                assert await again.committed("g", partition) == 1
+            finally:
+                await again.close()
+
+        run(scenario)
