@@ -104,26 +104,29 @@ def decode(record: bytes) -> Event:
         if not isinstance(body, str):
             raise InvalidEvent("body: not a string")
         message = Message(
-            room_id=_id(data, "room_id"),
-            message_id=_id(data, "message_id"),
-            account_id=_id(data, "account_id"),
+            room_id=id_field(data, "room_id"),
+            message_id=id_field(data, "message_id"),
+            account_id=id_field(data, "account_id"),
             body=body,
             send_time=_count(data, "send_time"),
             update_time=_count(data, "update_time"),
         )
         return MessageUpserted(message, position, captured)
     if kind == "message_deleted":
-        return MessageDeleted(_id(data, "room_id"), _id(data, "message_id"), position, captured)
+        return MessageDeleted(
+            id_field(data, "room_id"), id_field(data, "message_id"), position, captured
+        )
     cursor = ReadCursor(
-        room_id=_id(data, "room_id"),
-        account_id=_id(data, "account_id"),
-        last_read_message_id=_id(data, "last_read_message_id", zero_ok=True),
-        last_fetched_message_id=_id(data, "last_fetched_message_id", zero_ok=True),
+        room_id=id_field(data, "room_id"),
+        account_id=id_field(data, "account_id"),
+        last_read_message_id=id_field(data, "last_read_message_id", zero_ok=True),
+        last_fetched_message_id=id_field(data, "last_fetched_message_id", zero_ok=True),
     )
     return CursorMoved(cursor, position, captured)
 
 
-def _id(data: dict[str, Any], name: str, *, zero_ok: bool = False) -> int:
+def id_field(data: dict[str, Any], name: str, *, zero_ok: bool = False) -> int:
+    """The id in data[name]: a digit string of 1..2^64-1 (0 only with zero_ok), no leading zeros."""
     value = data[name]
     if not isinstance(value, str) or not value.isascii() or not value.isdigit() or len(value) > 20:
         raise InvalidEvent(f"{name}: {value!r} is not an id (a string of digits)")
