@@ -21,7 +21,6 @@ from newcore.domain.events import (
 from newcore.domain.model import MAX_ID, Message, ReadCursor
 
 MAX_RECORD_BYTES = 16 * 1024 * 1024
-_TYPES = ("message_upserted", "message_deleted", "cursor_moved")
 
 
 class InvalidEvent(ValueError):
@@ -67,36 +66,47 @@ def encode(event: Event) -> bytes:
     return json.dumps(base, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+_COMMON = {"position", "captured_at_ms"}
 _FIELDS = {
-    "message_upserted": {"room_id", "message_id", "account_id", "body", "send_time", "update_time"},
-    "message_deleted": {"room_id", "message_id"},
-    "cursor_moved": {"room_id", "account_id", "last_read_message_id", "last_fetched_message_id"},
+    "message_upserted": _COMMON
+    | {"room_id", "message_id", "account_id", "body", "send_time", "update_time"},
+    "message_deleted": _COMMON | {"room_id", "message_id"},
+    "cursor_moved": _COMMON
+    | {"room_id", "account_id", "last_read_message_id", "last_fetched_message_id"},
 }
-_COMMON = {"v", "type", "position", "captured_at_ms"}
 
 
-def decode(record: bytes) -> Event:
-    """The event in `record`, or InvalidEvent with the reason it is not one."""
-    if len(record) > MAX_RECORD_BYTES:
-        raise InvalidEvent(f"record of {len(record)} bytes exceeds {MAX_RECORD_BYTES}")
+def parse_envelope(
+    record: bytes, *, max_bytes: int, version: int, fields: dict[str, set[str]], what: str
+) -> tuple[str, dict[str, Any]]:
+    """The (type, fields) of a versioned JSON record holding exactly the fields of its type,
+    or InvalidEvent with the reason it is not one. Shared by every record kind we decode."""
+    if len(record) > max_bytes:
+        raise InvalidEvent(f"{what} of {len(record)} bytes exceeds {max_bytes}")
     try:
         data = json.loads(record)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent(f"not UTF-8 JSON: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidEvent("not a JSON object")
-    version = data.get("v")
-    if version != SCHEMA_VERSION or isinstance(version, bool):
-        raise InvalidEvent(
-            f"unknown schema version {version!r} (this reader knows {SCHEMA_VERSION})"
-        )
+    found = data.get("v")
+    if found != version or isinstance(found, bool):
+        raise InvalidEvent(f"unknown {what} version {found!r} (this reader knows {version})")
     kind = data.get("type")
-    if kind not in _TYPES:
-        raise InvalidEvent(f"unknown event type {kind!r}")
-    expected = _COMMON | _FIELDS[kind]
+    if kind not in fields:
+        raise InvalidEvent(f"unknown {what} type {kind!r}")
+    expected = {"v", "type"} | fields[kind]
     if set(data) != expected:
         missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
         raise InvalidEvent(f"{kind}: missing fields {missing}, unexpected fields {extra}")
+    return kind, data
+
+
+def decode(record: bytes) -> Event:
+    """The event in `record`, or InvalidEvent with the reason it is not one."""
+    kind, data = parse_envelope(
+        record, max_bytes=MAX_RECORD_BYTES, version=SCHEMA_VERSION, fields=_FIELDS, what="event"
+    )
     position = _count(data, "position")
     captured = _count(data, "captured_at_ms")
     if kind == "message_upserted":

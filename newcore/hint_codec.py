@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from newcore.codec import InvalidEvent, id_field
+from newcore.codec import InvalidEvent, id_field, parse_envelope
 from newcore.domain.hints import CursorHint, Hint, MessageHint, RangeHint
 
 HINT_SCHEMA_VERSION = 1
@@ -42,26 +42,17 @@ def encode_hint(hint: Hint) -> bytes:
 
 
 def decode_hint(record: bytes) -> Hint:
-    if len(record) > MAX_HINT_BYTES:
-        raise InvalidHint(f"hint of {len(record)} bytes exceeds {MAX_HINT_BYTES}")
+    """The hint in `record`, or InvalidHint with the reason it is not one."""
     try:
-        data = json.loads(record)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InvalidHint(f"not UTF-8 JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise InvalidHint("not a JSON object")
-    version = data.get("v")
-    if version != HINT_SCHEMA_VERSION or isinstance(version, bool):
-        raise InvalidHint(
-            f"unknown hint version {version!r} (this reader knows {HINT_SCHEMA_VERSION})"
+        kind, data = parse_envelope(
+            record,
+            max_bytes=MAX_HINT_BYTES,
+            version=HINT_SCHEMA_VERSION,
+            fields=_FIELDS,
+            what="hint",
         )
-    kind = data.get("type")
-    if kind not in _FIELDS:
-        raise InvalidHint(f"unknown hint type {kind!r}")
-    expected = {"v", "type"} | _FIELDS[kind]
-    if set(data) != expected:
-        missing, extra = sorted(expected - set(data)), sorted(set(data) - expected)
-        raise InvalidHint(f"{kind} hint: missing fields {missing}, unexpected fields {extra}")
+    except InvalidEvent as exc:
+        raise InvalidHint(exc.reason) from None
     try:
         room = id_field(data, "room_id")
         if kind == "message":

@@ -85,6 +85,22 @@ def _live(row: dict[bytes, bytes]) -> bool:
     return row.get(schema.DELETED) == _LIVE and schema.BODY in row
 
 
+def _first_live(scan: Iterator[tuple[bytes, dict[bytes, bytes]]], limit: int) -> list[Message]:
+    """The first `limit` live messages of a scan, skipping tombstones; closes the scanner."""
+    found: list[Message] = []
+    try:
+        for key, row in scan:
+            if _live(row):
+                found.append(_message(key, row))
+                if len(found) == limit:
+                    break
+    finally:
+        close = getattr(scan, "close", None)
+        if close is not None:
+            close()
+    return found
+
+
 class HBaseReadStore:
     def __init__(self, settings: HBaseSettings) -> None:
         self._settings = settings
@@ -162,12 +178,7 @@ class HBaseReadStore:
                 reverse=True,
                 batch_size=min(limit + 10, 1000),
             )
-            for key, row in scan:
-                if _live(row):
-                    found.append(_message(key, row))
-                    if len(found) == limit:
-                        break
-            scan.close()
+            found = _first_live(scan, limit)
         found.reverse()
         return found
 
@@ -182,13 +193,7 @@ class HBaseReadStore:
                 row_stop=bytes_increment(prefix),
                 batch_size=min(limit + 10, 1000),
             )
-            for key, row in scan:
-                if _live(row):
-                    found.append(_message(key, row))
-                    if len(found) == limit:
-                        break
-            scan.close()
-        return found
+            return _first_live(scan, limit)
 
     def cursor(self, room_id: int, account_id: int) -> ReadCursor | None:
         with self._tables() as connection:
