@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from newcore.domain.capture import RowProblem
 from newcore.domain.events import Event
 from newcore.domain.model import Message, ReadCursor
 
@@ -99,4 +100,52 @@ class EventLog(Protocol):
 
     async def close(self) -> None:
         """Releases connections and files; the log is not used afterwards."""
+        ...
+
+
+class MonolithUnavailable(Exception):
+    """The monolith's database cannot be reached or failed the read; retry later as is."""
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRead:
+    """The monolith's current state of the messages a read asked about."""
+
+    live: dict[tuple[int, int], Message]  # (room_id, message_id) -> the message as shown
+    gone: set[tuple[int, int]]  # asked about, and soft-deleted, purged or not in that room
+    problems: list[RowProblem]
+
+
+@dataclass(frozen=True, slots=True)
+class RangeRead:
+    """One page of a room's id range, in id order."""
+
+    live: list[Message]
+    deleted: list[int]  # soft-deleted ids in the page (purged ids cannot be seen in a range)
+    problems: list[RowProblem]
+    last_seen: int | None  # the highest id in the page (live or deleted); None: the range is done
+
+
+class MonolithReader(Protocol):
+    """Reads the monolith's current rows for the capturer, translated to domain state.
+
+    Every call reads in a fresh transaction at READ COMMITTED: it sees every commit that
+    happened before it started (DESIGN.md, "Stale snapshots")."""
+
+    def read_messages(self, keys: Sequence[tuple[int, int]]) -> MessageRead:
+        """The state of each (room_id, message_id): in `live` or in `gone`, never both, every
+        key in one of them. Empty keys: an empty read."""
+        ...
+
+    def read_range(self, room_id: int, first: int, last: int, limit: int) -> RangeRead:
+        """Up to `limit` rows of the room with ids in [first, last], in id order. The next page
+        starts at last_seen + 1; last_seen is None when no row is left in the range."""
+        ...
+
+    def read_cursors(self, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], ReadCursor]:
+        """The cursors of the (room_id, account_id) pairs that have one."""
+        ...
+
+    def existing_rooms(self, room_ids: Sequence[int]) -> set[int]:
+        """Which of the rooms exist in the monolith."""
         ...

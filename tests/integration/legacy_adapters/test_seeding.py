@@ -6,68 +6,23 @@ compares every table with an uninterrupted run of the same plan.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
-from legacy_adapters.database import make_engine
 from legacy_adapters.seeding.history import History
 from legacy_adapters.seeding.loader import SeedRefused, seed
 from legacy_adapters.seeding.world import SeedPlan, build_world
 from legacy_adapters.settings import LegacyDatabaseSettings
-from tests.integration.conftest import Stack, require_port
+from tests.integration.conftest import Stack
+from tests.integration.legacy_adapters.scratch_db import scratch_database
 
-SCHEMA = Path(__file__).resolve().parents[3] / "deploy" / "monolith" / "schema.sql"
 TABLES = ("messages", "room_cursors", "room_members", "rooms", "api_tokens", "accounts")
-
-
-def scratch_settings(stack: Stack) -> LegacyDatabaseSettings:
-    name = f"{stack.db_name}_test_{uuid.uuid4().hex[:10]}"
-    return LegacyDatabaseSettings(
-        mariadb_host=stack.host, mariadb_port=stack.mariadb_port, db_name=name,
-        db_user=stack.db_user, db_password=SecretStr(stack.db_password),
-    )  # fmt: skip
-
-
-@contextlib.contextmanager
-def scratch_database(stack: Stack) -> Iterator[tuple[LegacyDatabaseSettings, Engine]]:
-    """An empty database with the monolith's schema, dropped afterwards."""
-    require_port("MariaDB", stack.host, stack.mariadb_port)
-    settings = scratch_settings(stack)
-    server = make_engine(settings.model_copy(update={"db_name": stack.db_name}))
-    with server.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{settings.db_name}` CHARACTER SET utf8mb4"))
-    engine = make_engine(settings)
-    schema = "\n".join(
-        line for line in SCHEMA.read_text().splitlines() if not line.startswith("--")
-    )
-    with engine.begin() as conn:
-        for statement in schema.split(";"):
-            if statement.strip():
-                conn.exec_driver_sql(statement)
-    try:
-        yield settings, engine
-    finally:
-        engine.dispose()
-        with server.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{settings.db_name}`"))
-        server.dispose()
-
-
-@pytest.fixture
-def scratch(stack: Stack) -> Iterator[tuple[LegacyDatabaseSettings, Engine]]:
-    with scratch_database(stack) as database:
-        yield database
 
 
 def checksums(engine: Engine) -> dict[str, int]:
