@@ -25,8 +25,9 @@ class ReadStore(Protocol):
         """Applies events idempotently and in any order.
 
         For each message and each cursor, the state with the highest capture position wins;
-        an event at a lower position than what is held changes nothing; the same event applied
-        twice changes nothing the second time. A deletion at position p hides the message from
+        on equal positions the state applied last wins (within one call: the later in the
+        sequence); an event at a lower position than what is held changes nothing; the same
+        event applied twice changes nothing the second time. A deletion at position p hides the message from
         every read until an upsert at a position >= p. Durable when it returns. An empty
         sequence is a no-op. Raises ReadStoreUnavailable (nothing or part applied: applying the
         same events again is always safe).

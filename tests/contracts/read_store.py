@@ -95,6 +95,17 @@ class ReadStoreContract:
         store.apply([up(old, 2), up(new, 10), up(old, 4)])
         assert store.message(room, 40) == new
 
+    def test_on_equal_positions_the_last_applied_wins(self, store: ReadStore) -> None:
+        """One capture batch stamps all its states alike; a batch captured again after a crash
+        reads newer states with the same stamp, and those come later in the log."""
+        room = fresh_room()
+        first, second = msg(room, 45, "first read"), msg(room, 45, "read again later")
+        store.apply([up(first, 8)])
+        store.apply([up(second, 8)])
+        assert store.message(room, 45) == second
+        store.apply([up(first, 8), gone(room, 45, 8)])
+        assert store.message(room, 45) is None
+
     def test_redelivery_changes_nothing(self, store: ReadStore) -> None:
         room = fresh_room()
         event = up(msg(room, 50, "once"), 7)

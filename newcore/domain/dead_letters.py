@@ -1,0 +1,37 @@
+"""Dead letters: input the pipeline could not use, kept with the reason, never dropped silently.
+
+A dead letter names where the input came from (log, partition, position) or which monolith row
+it is about, so an operator can find it, fix the cause and replay it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    source: str  # "hints", "events", or "monolith:<table>"
+    room_id: int  # 0 when the record was unreadable
+    reason: str
+    partition: int = -1
+    position: int = -1
+    key: int = 0  # the monolith row's key (message or account id), for row problems
+    record: bytes = b""  # the raw input, when there was one
+
+    def encode(self) -> bytes:
+        return json.dumps(
+            {
+                "source": self.source,
+                "room_id": str(self.room_id),
+                "reason": self.reason,
+                "partition": self.partition,
+                "position": self.position,
+                "key": str(self.key),
+                "record_b64": base64.b64encode(self.record).decode("ascii"),
+            },
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8")

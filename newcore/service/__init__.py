@@ -1,0 +1,1 @@
+"""Use cases of the new core: capture (hints -> events) and update (events -> read model)."""

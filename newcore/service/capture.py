@@ -1,0 +1,137 @@
+"""Capture: a batch of hints in, the monolith's current state out, as full-state events.
+
+Why this converges (DESIGN.md, promise 4): hints of one room are in one partition and are
+captured in order by one capturer. Every state read for a batch is read after every hint of the
+batch was written, so stamping it with the highest position among the hints that asked for it
+(the "capture position") guarantees: a state stamped higher was read later, hence is at least
+as new. The read store keeps the highest position, so the read model ends at the monolith's
+latest state whatever the order, duplication or redelivery of hints and events.
+
+One query serves many hints: all message hints of a batch are read together, all cursor
+hints together, one range page per range hint. A range with more rows than `range_page` is
+captured one page at a time: the rest goes back to the hints log as a follow-up range hint, so
+a batch stays bounded and the follow-up keeps the room's order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from newcore.codec import encode
+from newcore.domain.dead_letters import DeadLetter
+from newcore.domain.events import CursorMoved, Event, MessageDeleted, MessageUpserted
+from newcore.domain.hints import CursorHint, Hint, MessageHint, RangeHint
+from newcore.hint_codec import InvalidHint, decode_hint, encode_hint
+from newcore.ports import LogRecord, MonolithReader
+
+
+@dataclass
+class CaptureOutcome:
+    events: list[Event] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    follow_ups: list[RangeHint] = field(default_factory=list)
+
+    def event_records(self) -> list[tuple[int, bytes]]:
+        return [(event.room_id, encode(event)) for event in self.events]
+
+    def follow_up_records(self) -> list[tuple[int, bytes]]:
+        return [(hint.room_id, encode_hint(hint)) for hint in self.follow_ups]
+
+    def dead_letter_records(self) -> list[tuple[int, bytes]]:
+        return [(letter.room_id, letter.encode()) for letter in self.dead_letters]
+
+
+class Capturer:
+    def __init__(self, reader: MonolithReader, *, range_page: int = 1000) -> None:
+        if range_page < 1:
+            raise ValueError("range_page must be at least 1")
+        self._reader = reader
+        self._range_page = range_page
+
+    def capture(self, records: Sequence[LogRecord], captured_at_ms: int) -> CaptureOutcome:
+        """Full-state events for a batch of hint records of one partition, in log order."""
+        outcome = CaptureOutcome()
+        hints: list[tuple[LogRecord, Hint]] = []
+        for record in records:
+            try:
+                hints.append((record, decode_hint(record.value)))
+            except InvalidHint as exc:
+                outcome.dead_letters.append(
+                    DeadLetter(
+                        "hints",
+                        record.room_id,
+                        exc.reason,
+                        record.partition,
+                        record.position,
+                        record=record.value,
+                    )
+                )
+        if not records:
+            return outcome
+        position = max(record.position for record in records)
+        rooms = self._reader.existing_rooms(sorted({hint.room_id for _, hint in hints}))
+        messages: dict[tuple[int, int], None] = {}
+        cursors: dict[tuple[int, int], None] = {}
+        ranges: list[RangeHint] = []
+        for record, hint in hints:
+            if hint.room_id not in rooms:
+                outcome.dead_letters.append(
+                    DeadLetter("hints", hint.room_id, f"room {hint.room_id} does not exist in the monolith",
+                               record.partition, record.position, record=record.value)
+                )  # fmt: skip
+            elif isinstance(hint, MessageHint):
+                messages[(hint.room_id, hint.message_id)] = None
+            elif isinstance(hint, CursorHint):
+                cursors[(hint.room_id, hint.account_id)] = None
+            else:
+                ranges.append(hint)
+        # Reads happen in the order their events are appended: see the module docstring.
+        self._capture_messages(list(messages), position, captured_at_ms, outcome)
+        self._capture_cursors(list(cursors), position, captured_at_ms, outcome)
+        for hint in ranges:
+            self._capture_range(hint, position, captured_at_ms, outcome)
+        return outcome
+
+    def _capture_messages(
+        self, keys: list[tuple[int, int]], position: int, now: int, outcome: CaptureOutcome
+    ) -> None:
+        if not keys:
+            return
+        read = self._reader.read_messages(keys)
+        for message in read.live.values():
+            outcome.events.append(MessageUpserted(message, position, now))
+        for room_id, message_id in sorted(read.gone):
+            outcome.events.append(MessageDeleted(room_id, message_id, position, now))
+        outcome.dead_letters += [
+            DeadLetter(f"monolith:{p.table}", p.room_id, p.reason, key=p.key) for p in read.problems
+        ]
+
+    def _capture_cursors(
+        self, keys: list[tuple[int, int]], position: int, now: int, outcome: CaptureOutcome
+    ) -> None:
+        if not keys:
+            return
+        for cursor in self._reader.read_cursors(keys).values():
+            outcome.events.append(CursorMoved(cursor, position, now))
+
+    def _capture_range(
+        self, hint: RangeHint, position: int, now: int, outcome: CaptureOutcome
+    ) -> None:
+        page = self._reader.read_range(
+            hint.room_id, hint.first_message_id, hint.last_message_id, self._range_page
+        )
+        outcome.events += [MessageUpserted(message, position, now) for message in page.live]
+        outcome.events += [MessageDeleted(hint.room_id, mid, position, now) for mid in page.deleted]
+        outcome.dead_letters += [
+            DeadLetter(f"monolith:{p.table}", p.room_id, p.reason, key=p.key) for p in page.problems
+        ]
+        seen = len(page.live) + len(page.deleted)
+        if (
+            page.last_seen is not None
+            and seen >= self._range_page
+            and page.last_seen < hint.last_message_id
+        ):
+            outcome.follow_ups.append(
+                RangeHint(hint.room_id, page.last_seen + 1, hint.last_message_id)
+            )
