@@ -2,17 +2,19 @@
 
 The embedded MonolithReader, for unit and property tests of the capture pipeline. It holds
 the MonolithReader contract like the MariaDB reader, and offers the writes the PHP app makes
-(post, edit, soft delete, purge, cursor moves) so tests can play the monolith's part.
+(post, edit, soft delete, purge, cursor moves) so tests can play the monolith's part. It is
+also the embedded AccountDirectory, held to that port's contract.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from legacy_adapters.directory import profile, token_is_well_formed
 from legacy_adapters.translation import LegacyMessageRow, translate_message
 from newcore.domain.capture import RowProblem
 from newcore.domain.model import Message, ReadCursor
-from newcore.ports import MessageRead, RangeRead
+from newcore.ports import AccountProfile, MessageRead, RangeRead
 
 
 class InMemoryMonolith:
@@ -20,11 +22,21 @@ class InMemoryMonolith:
         self.rooms: set[int] = set()
         self.messages: dict[int, LegacyMessageRow] = {}  # by message id, as the table's key
         self.cursors: dict[tuple[int, int], tuple[int, int]] = {}
+        self.accounts: dict[int, tuple[str, str | None]] = {}  # id -> (name, avatar url)
+        self.tokens: dict[str, int] = {}
+        self.members: dict[tuple[int, int], str] = {}  # (room, account) -> role
 
     # -- the monolith's own writes ---------------------------------------------------------
 
     def add_room(self, room_id: int) -> None:
         self.rooms.add(room_id)
+
+    def add_account(self, account_id: int, name: str, avatar: str | None, token: str) -> None:
+        self.accounts[account_id] = (name, avatar)
+        self.tokens[token] = account_id
+
+    def add_member(self, room_id: int, account_id: int, role: str) -> None:
+        self.members[(room_id, account_id)] = role
 
     def put(self, row: LegacyMessageRow) -> None:
         self.messages[row.message_id] = row
@@ -81,3 +93,17 @@ class InMemoryMonolith:
 
     def existing_rooms(self, room_ids: Sequence[int]) -> set[int]:
         return {room for room in room_ids if room in self.rooms}
+
+    # -- AccountDirectory ----------------------------------------------------------------
+
+    def account_for_token(self, token: str) -> int | None:
+        account = self.tokens.get(token) if token_is_well_formed(token) else None
+        return account if account in self.accounts else None
+
+    def access(self, room_id: int, account_id: int) -> str:
+        if room_id not in self.rooms:
+            return "no_room"
+        return self.members.get((room_id, account_id), "not_member")
+
+    def profiles(self, account_ids: Sequence[int]) -> dict[int, AccountProfile]:
+        return {aid: profile(aid, *self.accounts.get(aid, (None, None))) for aid in account_ids}

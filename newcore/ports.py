@@ -150,3 +150,34 @@ class MonolithReader(Protocol):
     def existing_rooms(self, room_ids: Sequence[int]) -> set[int]:
         """Which of the rooms exist in the monolith."""
         ...
+
+
+DEFAULT_AVATAR = "https://appdata.chatwork.com/avatar/ico_default_blue.png"
+
+
+@dataclass(frozen=True, slots=True)
+class AccountProfile:
+    """How the monolith shows an account in a message object."""
+
+    account_id: int
+    name: str
+    avatar_image_url: str
+
+
+class AccountDirectory(Protocol):
+    """Accounts, tokens and memberships stay in the monolith (they do not migrate): the new
+    core asks here, so names and avatars are never copied and never go stale."""
+
+    def account_for_token(self, token: str) -> int | None:
+        """The account an API token belongs to; None for an unknown or malformed token."""
+        ...
+
+    def access(self, room_id: int, account_id: int) -> str:
+        """ "no_room" if the room does not exist, "not_member" if the account is not in it,
+        else its role there: "admin", "member" or "readonly"."""
+        ...
+
+    def profiles(self, account_ids: Sequence[int]) -> dict[int, AccountProfile]:
+        """A profile for every id asked, as the monolith renders it: an account that no longer
+        exists shows name "" and the default avatar; a missing avatar shows the default."""
+        ...
