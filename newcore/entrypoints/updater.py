@@ -1,0 +1,244 @@
+"""`chat-updater`: the read-model updater, Kafka events -> HBase read model.
+
+A member of a consumer group on the events topic. For each partition's batch: decode, apply to
+the read store, send poison records to the dead-letter topic, then commit the *next* offset,
+only after the effect is durable. A crash anywhere re-delivers the uncommitted batch, which the
+read store's rule makes harmless (no duplicate, no lost state).
+
+When HBase is unavailable the partition is paused and sought back to the batch's first offset,
+and resumed after a backoff (doubling up to a ceiling): the poll loop never sleeps, so the
+consumer keeps its group membership (a consumer blocked in a retry is thrown out of its group).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+import time
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge, Histogram
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from newcore.adapters.hbase_read_store import HBaseReadStore, ensure_tables
+from newcore.adapters.kafka_event_log import ensure_topic
+from newcore.observability import configure_logging, serve_ops
+from newcore.ports import LogRecord, ReadStore, ReadStoreUnavailable
+from newcore.service.update import apply_records
+from newcore.settings import HBaseSettings, KafkaSettings
+
+APPLIED = Counter("chat_updater_events_applied_total", "Event records applied to the read store")
+DEAD = Counter("chat_updater_dead_letters_total", "Event records sent to the dead-letter topic")
+BATCH = Histogram(
+    "chat_updater_batch_records", "Records per applied batch", buckets=(1, 10, 100, 500, 1000, 5000)
+)
+LAG = Gauge("chat_updater_lag_records", "Records not yet applied, per partition", ["partition"])
+PAUSED = Gauge(
+    "chat_updater_paused_partitions", "Partitions paused because the read store is unavailable"
+)
+STORE_DOWN = Counter(
+    "chat_updater_store_unavailable_total",
+    "Batches put back because the read store was unavailable",
+)
+
+
+class UpdaterSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MIG_UPDATER_", extra="ignore", frozen=True)
+
+    events_topic: str = Field(default="chat.events", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    dead_letter_topic: str = Field(default="chat.dead-letters", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    partitions: int = Field(default=16, ge=1, le=1024)
+    group: str = Field(default="chat-updater", pattern=r"^[A-Za-z0-9._-]{1,200}$")
+    max_records: int = Field(default=2000, ge=1, le=100_000)
+    ops_host: str = "127.0.0.1"
+    ops_port: int = Field(default=9311, ge=0, le=65535)
+    backoff_ms: int = Field(default=500, ge=10)
+    max_backoff_ms: int = Field(default=30_000, ge=10)
+
+
+class Updater:
+    def __init__(self, settings: UpdaterSettings, kafka: KafkaSettings, store: ReadStore) -> None:
+        self._settings = settings
+        self._kafka = kafka
+        self._store = store
+        self._log = configure_logging("updater")
+        self._stopping = asyncio.Event()
+        self._paused: dict[TopicPartition, int] = {}  # partition -> current backoff (ms)
+        self._store_ok = True
+        self._last_batch_at = 0.0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "ok": self._store_ok,
+            "read_store": "up" if self._store_ok else "unavailable",
+            "paused_partitions": sorted(tp.partition for tp in self._paused),
+            "last_batch_at": round(self._last_batch_at, 3),
+        }
+
+    async def run(self) -> None:
+        s = self._settings
+        await ensure_topic(self._kafka, s.events_topic, s.partitions)
+        await ensure_topic(self._kafka, s.dead_letter_topic, s.partitions)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self._kafka.bootstrap, group_id=s.group,
+            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
+            max_poll_records=s.max_records,
+        )  # fmt: skip
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self._kafka.bootstrap, acks="all", enable_idempotence=True
+        )
+        consumer.subscribe([s.events_topic], listener=_ForgetRevoked(self._paused))
+        ops = await serve_ops(s.ops_host, s.ops_port, self.health)
+        await producer.start()
+        await consumer.start()
+        self._log.info(
+            "updater started",
+            extra={"topic": s.events_topic, "group": s.group, "ops_port": s.ops_port},
+        )
+        try:
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=s.max_records)
+                for tp, records in batches.items():
+                    await self._apply(consumer, producer, tp, records)
+                await self._update_lag(consumer)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+            ops.close()
+            self._store.close()
+            self._log.info("updater stopped")
+
+    async def _apply(
+        self,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        tp: TopicPartition,
+        records: list[Any],
+    ) -> None:
+        batch = [
+            LogRecord(tp.partition, r.offset, int.from_bytes(r.key or b"", "big"), r.value or b"")
+            for r in records
+        ]
+        try:
+            dead = await asyncio.to_thread(apply_records, batch, self._store)
+        except ReadStoreUnavailable as exc:
+            self._put_back(consumer, tp, records[0].offset, str(exc))
+            return
+        self._store_ok = True
+        for letter in dead:
+            await producer.send_and_wait(
+                self._settings.dead_letter_topic,
+                letter.encode(),
+                key=letter.room_id.to_bytes(8, "big"),
+            )
+            self._log.warning(
+                "dead letter",
+                extra={
+                    "partition": tp.partition,
+                    "position": letter.position,
+                    "reason": letter.reason,
+                },
+            )
+        await consumer.commit({tp: records[-1].offset + 1})
+        APPLIED.inc(len(batch) - len(dead))
+        DEAD.inc(len(dead))
+        BATCH.observe(len(batch))
+        self._last_batch_at = time.time()
+        if tp in self._paused:
+            del self._paused[tp]
+            PAUSED.set(len(self._paused))
+
+    def _put_back(
+        self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, reason: str
+    ) -> None:
+        """Pause the partition, rewind to the batch, resume after a backoff: no sleep here."""
+        self._store_ok = False
+        STORE_DOWN.inc()
+        backoff = min(
+            self._paused.get(tp, self._settings.backoff_ms // 2) * 2, self._settings.max_backoff_ms
+        )
+        self._paused[tp] = backoff
+        PAUSED.set(len(self._paused))
+        consumer.pause(tp)
+        consumer.seek(tp, offset)
+        asyncio.get_running_loop().call_later(backoff / 1000, self._resume, consumer, tp)
+        self._log.warning(
+            "read store unavailable: partition paused",
+            extra={"partition": tp.partition, "backoff_ms": backoff, "reason": reason},
+        )
+
+    def _resume(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
+        if tp in consumer.assignment():
+            consumer.resume(tp)
+
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in consumer.assignment():
+            high = consumer.highwater(tp)
+            if high is not None:
+                LAG.labels(partition=str(tp.partition)).set(
+                    max(0, high - await consumer.position(tp))
+                )
+
+
+class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    """A revoked partition is no longer ours to pause or resume."""
+
+    def __init__(self, paused: dict[TopicPartition, int]) -> None:
+        self._paused = paused
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        for tp in revoked:
+            self._paused.pop(tp, None)
+        PAUSED.set(len(self._paused))
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(
+        prog="chat-updater",
+        description="Apply the events topic to the HBase read model (a consumer group member). "
+        "Settings: MIG_UPDATER_* (topics, partitions, group, ops port), MIG_KAFKA_BOOTSTRAP, "
+        "MIG_HBASE_*. Ops: GET /metrics and /healthz on MIG_UPDATER_OPS_PORT (default 9311).",
+    ).parse_args(argv)
+    try:
+        settings, kafka, hbase = UpdaterSettings(), KafkaSettings(), HBaseSettings()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        print(f"chat-updater: bad setting: {error['loc'][0]}: {error['msg']}", file=sys.stderr)
+        return 2
+    try:
+        ensure_tables(hbase)
+    except ReadStoreUnavailable as exc:
+        print(f"chat-updater: {exc}. Is HBase up? (`make status`)", file=sys.stderr)
+        return 4
+    updater = Updater(settings, kafka, HBaseReadStore(hbase))
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, updater.stop)
+        await updater.run()
+
+    try:
+        asyncio.run(run())
+    except KafkaError as exc:
+        print(
+            f"chat-updater: Kafka at {kafka.bootstrap}: {exc!r}. Is Kafka up? (`make status`)",
+            file=sys.stderr,
+        )
+        return 4
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

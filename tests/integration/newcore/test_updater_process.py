@@ -1,0 +1,281 @@
+"""`chat-updater` as a real process on real Kafka and HBase (issue 4, items 7, 8 and 10).
+
+The HBase outage is a cut network: the updater talks to HBase's Thrift server through a TCP
+relay of the test's own, which the test stops (connections refused and cut) and starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from newcore.adapters.hbase_read_store import HBaseReadStore, drop_tables, ensure_tables
+from newcore.adapters.kafka_event_log import KafkaEventLog, ensure_topic
+from newcore.codec import encode
+from newcore.domain.events import MessageDeleted, MessageUpserted
+from newcore.domain.model import Message
+from newcore.ports import LogRecord
+from newcore.settings import HBaseSettings, KafkaSettings
+from tests.integration.conftest import Stack, require_port
+
+PARTITIONS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class Relay:
+    """A TCP relay to a real server that can be cut and restored, in a thread of its own."""
+
+    def __init__(self, target_port: int) -> None:
+        self.port = free_port()
+        self._target = target_port
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        except OSError:
+            writer.close()
+            return
+        self._writers |= {writer, up_writer}
+        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+
+    def _call(self, coroutine: Callable[[], object]) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine(), self._loop).result(10)  # type: ignore[arg-type]
+
+    def start(self) -> None:
+        async def start() -> None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+        self._call(start)
+
+    def cut(self) -> None:
+        async def cut() -> None:
+            if self._server is not None:
+                self._server.close()
+            for writer in self._writers:
+                writer.transport.abort()
+            self._writers.clear()
+
+        self._call(cut)
+
+
+@dataclass
+class Setup:
+    kafka: KafkaSettings
+    hbase: HBaseSettings
+    env: dict[str, str]
+    ops_port: int
+    events_topic: str
+    dead_topic: str
+
+
+@pytest.fixture
+def setup(stack: Stack) -> Iterator[Setup]:
+    require_port("Kafka", stack.host, stack.kafka_port)
+    require_port("HBase Thrift", stack.host, stack.hbase_thrift_port)
+    run = uuid.uuid4().hex[:8]
+    kafka = KafkaSettings(bootstrap=stack.kafka_bootstrap)
+    hbase = HBaseSettings(
+        host=stack.host, thrift_port=stack.hbase_thrift_port, table_prefix=f"test_{run}"
+    )
+    ops_port = free_port()
+    events_topic, dead_topic = f"test-{run}.events", f"test-{run}.dead"
+    env = {
+        **os.environ,
+        "MIG_KAFKA_BOOTSTRAP": kafka.bootstrap,
+        "MIG_HBASE_THRIFT_PORT": str(hbase.thrift_port),
+        "MIG_HBASE_TABLE_PREFIX": hbase.table_prefix,
+        "MIG_UPDATER_EVENTS_TOPIC": events_topic,
+        "MIG_UPDATER_DEAD_LETTER_TOPIC": dead_topic,
+        "MIG_UPDATER_PARTITIONS": str(PARTITIONS),
+        "MIG_UPDATER_GROUP": f"test-{run}",
+        "MIG_UPDATER_OPS_PORT": str(ops_port),
+        "MIG_UPDATER_BACKOFF_MS": "200",
+        "MIG_UPDATER_MAX_BACKOFF_MS": "1000",
+    }
+    ensure_tables(hbase)
+    try:
+        yield Setup(kafka, hbase, env, ops_port, events_topic, dead_topic)
+    finally:
+        drop_tables(hbase)
+
+
+def start_updater(setup: Setup, **overrides: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "newcore.entrypoints.updater"],
+        env={**setup.env, **overrides}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def eventually(
+    check: Callable[[], bool], what: str, process: subprocess.Popen[bytes], seconds: float = 60
+) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if process.poll() is not None:
+            pytest.fail(
+                f"the updater exited ({process.returncode}) before {what}: {process.stderr.read().decode()[-3000:] if process.stderr else ''}"
+            )
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {seconds} s: {what}")
+        time.sleep(0.2)
+
+
+def ops(setup: Setup, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(
+            f"http://127.0.0.1:{setup.ops_port}{path}", timeout=5
+        ) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+async def append(setup: Setup, topic: str, records: list[tuple[int, bytes]]) -> None:
+    log = KafkaEventLog(setup.kafka, topic, PARTITIONS)
+    try:
+        await ensure_topic(setup.kafka, topic, PARTITIONS)
+        await log.append(records)
+    finally:
+        await log.close()
+
+
+async def read_topic(setup: Setup, topic: str) -> list[LogRecord]:
+    log = KafkaEventLog(setup.kafka, topic, PARTITIONS)
+    found: list[LogRecord] = []
+    try:
+        for partition in range(PARTITIONS):
+            found += await log.read(partition, 0, 1000, timeout_ms=1000)
+    finally:
+        await log.close()
+    return found
+
+
+def msg(room: int, mid: int, body: str) -> Message:
+    return Message(room, mid, 3, body, 1_700_000_000, 0)
+
+
+def upserts(room: int, ids: range, body: str, position: int) -> list[tuple[int, bytes]]:
+    return [(room, encode(MessageUpserted(msg(room, mid, body), position, 1))) for mid in ids]
+
+
+def test_applies_dead_letters_survives_kill_9_and_serves_ops(setup: Setup) -> None:
+    room = 77
+    store = HBaseReadStore(setup.hbase)
+    asyncio.run(
+        append(
+            setup,
+            setup.events_topic,
+            [*upserts(room, range(1, 201), "v1", 1), (room, b'{"v": 99}')],
+        )
+    )
+    updater = start_updater(setup)
+    try:
+        eventually(lambda: len(store.latest(room, 1000)) == 200, "200 messages in HBase", updater)
+        eventually(lambda: ops(setup, "/healthz")[0] == 200, "healthy", updater)
+        health = json.loads(ops(setup, "/healthz")[1])
+        assert health["ok"] is True and health["read_store"] == "up"
+        metrics = ops(setup, "/metrics")[1].decode()
+        assert "chat_updater_events_applied_total 200.0" in metrics
+        assert "chat_updater_dead_letters_total 1.0" in metrics
+        dead = asyncio.run(read_topic(setup, setup.dead_topic))
+        assert [json.loads(r.value)["reason"] for r in dead] == [
+            "unknown event version 99 (this reader knows 1)"
+        ]
+
+        updater.send_signal(signal.SIGKILL)
+        updater.wait(10)
+        later = [
+            *upserts(room, range(1, 101), "v2", 5),
+            (room, encode(MessageDeleted(room, 150, 6, 1))),
+        ]
+        asyncio.run(append(setup, setup.events_topic, later))
+        updater = start_updater(setup)
+        eventually(
+            lambda: store.message(room, 1) == msg(room, 1, "v2"),
+            "the edits after a kill -9",
+            updater,
+        )
+        eventually(
+            lambda: store.message(room, 150) is None, "the deletion after a kill -9", updater
+        )
+        expected = [msg(room, m, "v2") for m in range(1, 101)] + [
+            msg(room, m, "v1") for m in range(101, 201) if m != 150
+        ]
+        assert store.latest(room, 1000) == expected
+
+        updater.send_signal(signal.SIGTERM)
+        assert updater.wait(30) == 0
+        assert b'"msg": "updater stopped"' in (updater.stderr.read() if updater.stderr else b"")
+    finally:
+        if updater.poll() is None:
+            updater.kill()
+        store.close()
+
+
+def test_hbase_outage_pauses_then_resumes_without_losing_the_batch(setup: Setup) -> None:
+    relay = Relay(setup.hbase.thrift_port)
+    relay.start()
+    room = 88
+    store = HBaseReadStore(setup.hbase)
+    updater = start_updater(setup, MIG_HBASE_THRIFT_PORT=str(relay.port))
+    try:
+        asyncio.run(append(setup, setup.events_topic, upserts(room, range(1, 11), "before", 1)))
+        eventually(lambda: len(store.latest(room, 100)) == 10, "the first batch", updater)
+        relay.cut()
+        asyncio.run(append(setup, setup.events_topic, upserts(room, range(11, 21), "during", 2)))
+        eventually(
+            lambda: ops(setup, "/healthz")[0] == 503, "unhealthy while HBase is cut off", updater
+        )
+        paused = json.loads(ops(setup, "/healthz")[1])
+        assert paused["read_store"] == "unavailable" and paused["paused_partitions"]
+        time.sleep(3)  # several backoffs pass while cut off: the process stays up
+        assert updater.poll() is None
+        assert len(store.latest(room, 100)) == 10
+        relay.start()
+        eventually(
+            lambda: len(store.latest(room, 100)) == 20,
+            "the held-back batch after HBase returns",
+            updater,
+        )
+        eventually(lambda: ops(setup, "/healthz")[0] == 200, "healthy again", updater)
+        assert "chat_updater_store_unavailable_total" in ops(setup, "/metrics")[1].decode()
+    finally:
+        updater.terminate()
+        updater.wait(30)
+        store.close()
