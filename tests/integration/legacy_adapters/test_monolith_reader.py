@@ -5,46 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, delete, insert, inspect
+from sqlalchemy import Engine, inspect
 
 from legacy_adapters.monolith_reader import MariaDbMonolithReader
-from legacy_adapters.schema import Legacy, LegacyCursor, LegacyMessage, Room
+from legacy_adapters.schema import Legacy
 from legacy_adapters.settings import LegacyDatabaseSettings
-from legacy_adapters.translation import LegacyMessageRow
 from newcore.ports import MonolithUnavailable
 from tests.contracts.monolith_reader import Monolith, MonolithReaderContract
-
-
-class SqlArranger:
-    """Writes rows as the monolith stores them, through the typed mappings."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def add_room(self, room_id: int) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(
-                insert(Room).values(room_id=room_id, name="r", type="group", last_update_time=0)
-            )
-
-    def put(self, row: LegacyMessageRow) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(
-                insert(LegacyMessage).values(**{f: getattr(row, f) for f in row.__slots__})
-            )
-
-    def purge(self, message_id: int) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(delete(LegacyMessage).where(LegacyMessage.message_id == message_id))
-
-    def move_cursor(self, room_id: int, account_id: int, last_read: int, last_fetched: int) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(
-                insert(LegacyCursor).values(
-                    room_id=room_id, account_id=account_id,
-                    last_read_message_id=last_read, last_fetched_message_id=last_fetched,
-                )
-            )  # fmt: skip
+from tests.integration.legacy_adapters.arranger import SqlArranger
 
 
 class TestMariaDbMonolithReader(MonolithReaderContract):
