@@ -5,7 +5,7 @@ The same variables configure deploy/ (deploy/lib.sh), so a process and the stack
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,3 +28,10 @@ class KafkaSettings(BaseSettings):
 
     bootstrap: str = Field(default="127.0.0.1:9092", pattern=r"^[A-Za-z0-9_.:,\[\]-]+$")
     request_timeout_ms: int = Field(default=30_000, ge=1000)
+
+
+def setting_error(exc: ValidationError) -> str:
+    """A bad setting named for a person: the field and what is wrong (never its value: it may
+    be a secret)."""
+    error = exc.errors()[0]
+    return f"bad setting: {error['loc'][0]}: {error['msg']}"

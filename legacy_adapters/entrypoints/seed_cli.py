@@ -18,6 +18,7 @@ from legacy_adapters.database import make_engine
 from legacy_adapters.seeding.loader import SeedRefused, reset, seed
 from legacy_adapters.seeding.world import SeedPlan, build_world, token_for
 from legacy_adapters.settings import LegacyDatabaseSettings
+from newcore.settings import setting_error
 
 MAX_MESSAGES = 5_000_000_000
 
@@ -63,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = LegacyDatabaseSettings()
     except ValidationError as exc:
-        print(
-            f"chat-seed: bad setting: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}",
-            file=sys.stderr,
-        )
+        print(f"chat-seed: {setting_error(exc)}", file=sys.stderr)
         return 2
     plan = SeedPlan.sized(args.messages, args.seed, rooms=args.rooms, accounts=args.accounts)
     engine = make_engine(settings)

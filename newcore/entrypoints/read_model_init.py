@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from newcore.adapters.hbase_read_store import ensure_tables
 from newcore.adapters.hbase_schema import FAMILIES
 from newcore.ports import ReadStoreUnavailable
-from newcore.settings import HBaseSettings
+from newcore.settings import HBaseSettings, setting_error
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,10 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = HBaseSettings()
     except ValidationError as exc:
-        error = exc.errors()[0]
-        print(
-            f"chat-read-model-init: bad setting: {error['loc'][0]}: {error['msg']}", file=sys.stderr
-        )
+        print(f"chat-read-model-init: {setting_error(exc)}", file=sys.stderr)
         return 2
     try:
         created = ensure_tables(settings)

@@ -30,7 +30,7 @@ from newcore.adapters.kafka_event_log import ensure_topic
 from newcore.observability import configure_logging, serve_ops
 from newcore.ports import LogRecord, ReadStore, ReadStoreUnavailable
 from newcore.service.update import apply_records
-from newcore.settings import HBaseSettings, KafkaSettings
+from newcore.settings import HBaseSettings, KafkaSettings, setting_error
 
 APPLIED = Counter("chat_updater_events_applied_total", "Event records applied to the read store")
 DEAD = Counter("chat_updater_dead_letters_total", "Event records sent to the dead-letter topic")
@@ -213,8 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings, kafka, hbase = UpdaterSettings(), KafkaSettings(), HBaseSettings()
     except ValidationError as exc:
-        error = exc.errors()[0]
-        print(f"chat-updater: bad setting: {error['loc'][0]}: {error['msg']}", file=sys.stderr)
+        print(f"chat-updater: {setting_error(exc)}", file=sys.stderr)
         return 2
     try:
         ensure_tables(hbase)
