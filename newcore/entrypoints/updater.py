@@ -27,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newcore.adapters.hbase_read_store import HBaseReadStore, ensure_tables
 from newcore.adapters.kafka_event_log import ensure_topic
+from newcore.entrypoints.kafka_worker import PartitionBackoff, update_lag
 from newcore.observability import configure_logging, serve_ops
 from newcore.ports import LogRecord, ReadStore, ReadStoreUnavailable
 from newcore.service.update import apply_records
@@ -68,7 +69,7 @@ class Updater:
         self._store = store
         self._log = configure_logging("updater")
         self._stopping = asyncio.Event()
-        self._paused: dict[TopicPartition, int] = {}  # partition -> current backoff (ms)
+        self._backoff: PartitionBackoff | None = None
         self._store_ok = True
         self._last_batch_at = 0.0
 
@@ -79,7 +80,7 @@ class Updater:
         return {
             "ok": self._store_ok,
             "read_store": "up" if self._store_ok else "unavailable",
-            "paused_partitions": sorted(tp.partition for tp in self._paused),
+            "paused_partitions": self._backoff.paused if self._backoff else [],
             "last_batch_at": round(self._last_batch_at, 3),
         }
 
@@ -95,7 +96,9 @@ class Updater:
         producer = AIOKafkaProducer(
             bootstrap_servers=self._kafka.bootstrap, acks="all", enable_idempotence=True
         )
-        consumer.subscribe([s.events_topic], listener=_ForgetRevoked(self._paused))
+        backoff = PartitionBackoff(consumer, s.backoff_ms, s.max_backoff_ms, PAUSED)
+        self._backoff = backoff
+        consumer.subscribe([s.events_topic], listener=_ForgetRevoked(backoff))
         ops = await serve_ops(s.ops_host, s.ops_port, self.health)
         await producer.start()
         await consumer.start()
@@ -107,8 +110,8 @@ class Updater:
             while not self._stopping.is_set():
                 batches = await consumer.getmany(timeout_ms=500, max_records=s.max_records)
                 for tp, records in batches.items():
-                    await self._apply(consumer, producer, tp, records)
-                await self._update_lag(consumer)
+                    await self._apply(consumer, producer, backoff, tp, records)
+                await update_lag(consumer, LAG)
         finally:
             await consumer.stop()
             await producer.stop()
@@ -120,6 +123,7 @@ class Updater:
         self,
         consumer: AIOKafkaConsumer,
         producer: AIOKafkaProducer,
+        backoff: PartitionBackoff,
         tp: TopicPartition,
         records: list[Any],
     ) -> None:
@@ -130,7 +134,13 @@ class Updater:
         try:
             dead = await asyncio.to_thread(apply_records, batch, self._store)
         except ReadStoreUnavailable as exc:
-            self._put_back(consumer, tp, records[0].offset, str(exc))
+            self._store_ok = False
+            STORE_DOWN.inc()
+            delay = backoff.put_back(tp, records[0].offset)
+            self._log.warning(
+                "read store unavailable: partition paused",
+                extra={"partition": tp.partition, "backoff_ms": delay, "reason": str(exc)},
+            )
             return
         self._store_ok = True
         for letter in dead:
@@ -152,52 +162,17 @@ class Updater:
         DEAD.inc(len(dead))
         BATCH.observe(len(batch))
         self._last_batch_at = time.time()
-        if tp in self._paused:
-            del self._paused[tp]
-            PAUSED.set(len(self._paused))
-
-    def _put_back(
-        self, consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int, reason: str
-    ) -> None:
-        """Pause the partition, rewind to the batch, resume after a backoff: no sleep here."""
-        self._store_ok = False
-        STORE_DOWN.inc()
-        backoff = min(
-            self._paused.get(tp, self._settings.backoff_ms // 2) * 2, self._settings.max_backoff_ms
-        )
-        self._paused[tp] = backoff
-        PAUSED.set(len(self._paused))
-        consumer.pause(tp)
-        consumer.seek(tp, offset)
-        asyncio.get_running_loop().call_later(backoff / 1000, self._resume, consumer, tp)
-        self._log.warning(
-            "read store unavailable: partition paused",
-            extra={"partition": tp.partition, "backoff_ms": backoff, "reason": reason},
-        )
-
-    def _resume(self, consumer: AIOKafkaConsumer, tp: TopicPartition) -> None:
-        if tp in consumer.assignment():
-            consumer.resume(tp)
-
-    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
-        for tp in consumer.assignment():
-            high = consumer.highwater(tp)
-            if high is not None:
-                LAG.labels(partition=str(tp.partition)).set(
-                    max(0, high - await consumer.position(tp))
-                )
+        backoff.succeeded(tp)
 
 
 class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
     """A revoked partition is no longer ours to pause or resume."""
 
-    def __init__(self, paused: dict[TopicPartition, int]) -> None:
-        self._paused = paused
+    def __init__(self, backoff: PartitionBackoff) -> None:
+        self._backoff = backoff
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        for tp in revoked:
-            self._paused.pop(tp, None)
-        PAUSED.set(len(self._paused))
+        self._backoff.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         return None

@@ -9,17 +9,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -31,65 +25,9 @@ from newcore.domain.model import Message
 from newcore.ports import LogRecord
 from newcore.settings import HBaseSettings, KafkaSettings
 from tests.integration.conftest import Stack, require_port
+from tests.integration.processes import Relay, Service, free_port
 
 PARTITIONS = 4
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-class Relay:
-    """A TCP relay to a real server that can be cut and restored, in a thread of its own."""
-
-    def __init__(self, target_port: int) -> None:
-        self.port = free_port()
-        self._target = target_port
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        threading.Thread(target=self._loop.run_forever, daemon=True).start()
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
-        except OSError:
-            writer.close()
-            return
-        self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    def _call(self, coroutine: Callable[[], object]) -> None:
-        asyncio.run_coroutine_threadsafe(coroutine(), self._loop).result(10)  # type: ignore[arg-type]
-
-    def start(self) -> None:
-        async def start() -> None:
-            self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
-
-        self._call(start)
-
-    def cut(self) -> None:
-        async def cut() -> None:
-            if self._server is not None:
-                self._server.close()
-            for writer in self._writers:
-                writer.transport.abort()
-            self._writers.clear()
-
-        self._call(cut)
 
 
 @dataclass
@@ -97,13 +35,13 @@ class Setup:
     kafka: KafkaSettings
     hbase: HBaseSettings
     env: dict[str, str]
-    ops_port: int
+    updater: Service
     events_topic: str
     dead_topic: str
 
 
 @pytest.fixture
-def setup(stack: Stack) -> Iterator[Setup]:
+def setup(stack: Stack, tmp_path: Path) -> Iterator[Setup]:
     require_port("Kafka", stack.host, stack.kafka_port)
     require_port("HBase Thrift", stack.host, stack.hbase_thrift_port)
     run = uuid.uuid4().hex[:8]
@@ -127,43 +65,12 @@ def setup(stack: Stack) -> Iterator[Setup]:
         "MIG_UPDATER_MAX_BACKOFF_MS": "1000",
     }
     ensure_tables(hbase)
+    updater = Service("newcore.entrypoints.updater", env, tmp_path, ops_port)
     try:
-        yield Setup(kafka, hbase, env, ops_port, events_topic, dead_topic)
+        yield Setup(kafka, hbase, env, updater, events_topic, dead_topic)
     finally:
+        updater.ensure_gone()
         drop_tables(hbase)
-
-
-def start_updater(setup: Setup, **overrides: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "newcore.entrypoints.updater"],
-        env={**setup.env, **overrides}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-
-
-def eventually(
-    check: Callable[[], bool], what: str, process: subprocess.Popen[bytes], seconds: float = 60
-) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        if process.poll() is not None:
-            pytest.fail(
-                f"the updater exited ({process.returncode}) before {what}: {process.stderr.read().decode()[-3000:] if process.stderr else ''}"
-            )
-        if time.monotonic() > deadline:
-            pytest.fail(f"not within {seconds} s: {what}")
-        time.sleep(0.2)
-
-
-def ops(setup: Setup, path: str) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(
-            f"http://127.0.0.1:{setup.ops_port}{path}", timeout=5
-        ) as answer:
-            return answer.status, answer.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except OSError:
-        return 0, b""
 
 
 async def append(setup: Setup, topic: str, records: list[tuple[int, bytes]]) -> None:
@@ -204,13 +111,13 @@ def test_applies_dead_letters_survives_kill_9_and_serves_ops(setup: Setup) -> No
             [*upserts(room, range(1, 201), "v1", 1), (room, b'{"v": 99}')],
         )
     )
-    updater = start_updater(setup)
+    updater = setup.updater.start()
     try:
-        eventually(lambda: len(store.latest(room, 1000)) == 200, "200 messages in HBase", updater)
-        eventually(lambda: ops(setup, "/healthz")[0] == 200, "healthy", updater)
-        health = json.loads(ops(setup, "/healthz")[1])
+        updater.eventually(lambda: len(store.latest(room, 1000)) == 200, "200 messages in HBase")
+        updater.eventually(lambda: updater.ops("/healthz")[0] == 200, "healthy")
+        health = json.loads(updater.ops("/healthz")[1])
         assert health["ok"] is True and health["read_store"] == "up"
-        metrics = ops(setup, "/metrics")[1].decode()
+        metrics = updater.ops("/metrics")[1].decode()
         assert "chat_updater_events_applied_total 200.0" in metrics
         assert "chat_updater_dead_letters_total 1.0" in metrics
         dead = asyncio.run(read_topic(setup, setup.dead_topic))
@@ -218,33 +125,25 @@ def test_applies_dead_letters_survives_kill_9_and_serves_ops(setup: Setup) -> No
             "unknown event version 99 (this reader knows 1)"
         ]
 
-        updater.send_signal(signal.SIGKILL)
-        updater.wait(10)
+        updater.kill9()
         later = [
             *upserts(room, range(1, 101), "v2", 5),
             (room, encode(MessageDeleted(room, 150, 6, 1))),
         ]
         asyncio.run(append(setup, setup.events_topic, later))
-        updater = start_updater(setup)
-        eventually(
-            lambda: store.message(room, 1) == msg(room, 1, "v2"),
-            "the edits after a kill -9",
-            updater,
+        updater.start()
+        updater.eventually(
+            lambda: store.message(room, 1) == msg(room, 1, "v2"), "the edits after a kill -9"
         )
-        eventually(
-            lambda: store.message(room, 150) is None, "the deletion after a kill -9", updater
-        )
+        updater.eventually(lambda: store.message(room, 150) is None, "the deletion after a kill -9")
         expected = [msg(room, m, "v2") for m in range(1, 101)] + [
             msg(room, m, "v1") for m in range(101, 201) if m != 150
         ]
         assert store.latest(room, 1000) == expected
 
-        updater.send_signal(signal.SIGTERM)
-        assert updater.wait(30) == 0
-        assert b'"msg": "updater stopped"' in (updater.stderr.read() if updater.stderr else b"")
+        assert updater.stop() == 0
+        assert '"msg": "updater stopped"' in updater.log()
     finally:
-        if updater.poll() is None:
-            updater.kill()
         store.close()
 
 
@@ -253,29 +152,25 @@ def test_hbase_outage_pauses_then_resumes_without_losing_the_batch(setup: Setup)
     relay.start()
     room = 88
     store = HBaseReadStore(setup.hbase)
-    updater = start_updater(setup, MIG_HBASE_THRIFT_PORT=str(relay.port))
+    updater = setup.updater.start(MIG_HBASE_THRIFT_PORT=str(relay.port))
     try:
         asyncio.run(append(setup, setup.events_topic, upserts(room, range(1, 11), "before", 1)))
-        eventually(lambda: len(store.latest(room, 100)) == 10, "the first batch", updater)
+        updater.eventually(lambda: len(store.latest(room, 100)) == 10, "the first batch")
         relay.cut()
         asyncio.run(append(setup, setup.events_topic, upserts(room, range(11, 21), "during", 2)))
-        eventually(
-            lambda: ops(setup, "/healthz")[0] == 503, "unhealthy while HBase is cut off", updater
+        updater.eventually(
+            lambda: updater.ops("/healthz")[0] == 503, "unhealthy while HBase is cut off"
         )
-        paused = json.loads(ops(setup, "/healthz")[1])
+        paused = json.loads(updater.ops("/healthz")[1])
         assert paused["read_store"] == "unavailable" and paused["paused_partitions"]
         time.sleep(3)  # several backoffs pass while cut off: the process stays up
-        assert updater.poll() is None
+        assert updater.alive
         assert len(store.latest(room, 100)) == 10
         relay.start()
-        eventually(
-            lambda: len(store.latest(room, 100)) == 20,
-            "the held-back batch after HBase returns",
-            updater,
+        updater.eventually(
+            lambda: len(store.latest(room, 100)) == 20, "the held-back batch after HBase returns"
         )
-        eventually(lambda: ops(setup, "/healthz")[0] == 200, "healthy again", updater)
-        assert "chat_updater_store_unavailable_total" in ops(setup, "/metrics")[1].decode()
+        updater.eventually(lambda: updater.ops("/healthz")[0] == 200, "healthy again")
+        assert "chat_updater_store_unavailable_total" in updater.ops("/metrics")[1].decode()
     finally:
-        updater.terminate()
-        updater.wait(30)
         store.close()

@@ -1,0 +1,66 @@
+"""What the capturer and the updater share as Kafka consumer-group workers.
+
+`PartitionBackoff`: when a downstream store (MariaDB for the capturer, HBase for the updater) is
+unavailable, the partition's batch is put back: the partition is paused, sought back to the
+batch's first offset, and resumed after a backoff that doubles up to a ceiling. The poll loop
+itself never sleeps, so the consumer keeps its group membership (a consumer blocked in a retry
+loop is thrown out of its group and its partitions move for nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client import Gauge
+
+
+class PartitionBackoff:
+    def __init__(
+        self, consumer: AIOKafkaConsumer, backoff_ms: int, max_backoff_ms: int, paused: Gauge
+    ) -> None:
+        self._consumer = consumer
+        self._backoff_ms = backoff_ms
+        self._max_backoff_ms = max_backoff_ms
+        self._paused_gauge = paused
+        self._paused: dict[TopicPartition, int] = {}  # partition -> current backoff (ms)
+
+    @property
+    def paused(self) -> list[int]:
+        return sorted(tp.partition for tp in self._paused)
+
+    def put_back(self, tp: TopicPartition, offset: int) -> int:
+        """Pauses the partition at `offset` and schedules its resumption; returns the backoff
+        (ms). Nothing of the batch was committed, so nothing is lost."""
+        backoff = min(self._paused.get(tp, self._backoff_ms // 2) * 2, self._max_backoff_ms)
+        self._paused[tp] = backoff
+        self._paused_gauge.set(len(self._paused))
+        self._consumer.pause(tp)
+        self._consumer.seek(tp, offset)
+        asyncio.get_running_loop().call_later(backoff / 1000, self._resume, tp)
+        return backoff
+
+    def succeeded(self, tp: TopicPartition) -> None:
+        """A batch of the partition went through: its next failure starts the backoff anew."""
+        if self._paused.pop(tp, None) is not None:
+            self._paused_gauge.set(len(self._paused))
+
+    def forget(self, revoked: set[TopicPartition] | list[TopicPartition]) -> None:
+        """Revoked partitions are no longer ours to pause or resume."""
+        for tp in revoked:
+            self._paused.pop(tp, None)
+        self._paused_gauge.set(len(self._paused))
+
+    def _resume(self, tp: TopicPartition) -> None:
+        if tp in self._consumer.assignment():
+            self._consumer.resume(tp)
+
+
+async def update_lag(consumer: AIOKafkaConsumer, lag: Gauge) -> None:
+    """Records per assigned partition not yet consumed: from the consumer's position to the last
+    stable offset (a read_committed consumer cannot read past it; the high water would count
+    records of open transactions and transaction markers)."""
+    for tp in consumer.assignment():
+        end = consumer.last_stable_offset(tp)
+        if end is not None:
+            lag.labels(partition=str(tp.partition)).set(max(0, end - await consumer.position(tp)))
