@@ -10,9 +10,16 @@ loop is thrown out of its group and its partitions move for nothing).
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
+from typing import Protocol
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
+
+from newcore.ports import EventLogUnavailable
+from newcore.settings import KafkaSettings
 
 
 class PartitionBackoff:
@@ -64,3 +71,29 @@ async def update_lag(consumer: AIOKafkaConsumer, lag: Gauge) -> None:
         end = consumer.last_stable_offset(tp)
         if end is not None:
             lag.labels(partition=str(tp.partition)).set(max(0, end - await consumer.position(tp)))
+
+
+class Worker(Protocol):
+    def stop(self) -> None: ...
+    async def run(self) -> None: ...
+
+
+def run_until_signalled(command: str, worker: Worker, kafka: KafkaSettings) -> int:
+    """Runs the worker until SIGTERM or SIGINT (a clean stop: exit 0). Kafka unreachable at
+    start: exit 4 with a message saying what to check."""
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, worker.stop)
+        await worker.run()
+
+    try:
+        asyncio.run(run())
+    except (KafkaError, EventLogUnavailable) as exc:
+        print(
+            f"{command}: Kafka at {kafka.bootstrap}: {exc!r}. Is Kafka up? (`make status`)",
+            file=sys.stderr,
+        )
+        return 4
+    return 0

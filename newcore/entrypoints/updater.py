@@ -14,20 +14,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
 import sys
 import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newcore.adapters.hbase_read_store import HBaseReadStore, ensure_tables
 from newcore.adapters.kafka_event_log import ensure_topic
-from newcore.entrypoints.kafka_worker import PartitionBackoff, update_lag
+from newcore.entrypoints.kafka_worker import PartitionBackoff, run_until_signalled, update_lag
 from newcore.observability import configure_logging, serve_ops
 from newcore.ports import LogRecord, ReadStore, ReadStoreUnavailable
 from newcore.service.update import apply_records
@@ -197,21 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     updater = Updater(settings, kafka, HBaseReadStore(hbase))
 
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, updater.stop)
-        await updater.run()
-
-    try:
-        asyncio.run(run())
-    except KafkaError as exc:
-        print(
-            f"chat-updater: Kafka at {kafka.bootstrap}: {exc!r}. Is Kafka up? (`make status`)",
-            file=sys.stderr,
-        )
-        return 4
-    return 0
+    return run_until_signalled("chat-updater", updater, kafka)
 
 
 if __name__ == "__main__":

@@ -42,6 +42,29 @@ class CaptureOutcome:
         return [(letter.room_id, letter.encode()) for letter in self.dead_letters]
 
 
+def split_by_ranges(records: Sequence[LogRecord], max_ranges: int) -> list[list[LogRecord]]:
+    """Consecutive pieces of a batch, each with at most `max_ranges` range hints, so that one
+    capture (and one transaction) reads a bounded number of rows: a message or cursor hint
+    costs a row, a range hint up to a page. Unreadable records count as cheap ones (they only
+    become dead letters)."""
+    if max_ranges < 1:
+        raise ValueError("max_ranges must be at least 1")
+    pieces: list[list[LogRecord]] = [[]]
+    ranges = 0
+    for record in records:
+        try:
+            is_range = isinstance(decode_hint(record.value), RangeHint)
+        except InvalidHint:
+            is_range = False
+        if is_range:
+            if ranges == max_ranges:
+                pieces.append([])
+                ranges = 0
+            ranges += 1
+        pieces[-1].append(record)
+    return [piece for piece in pieces if piece]
+
+
 class Capturer:
     def __init__(self, reader: MonolithReader, *, range_page: int = 1000) -> None:
         if range_page < 1:

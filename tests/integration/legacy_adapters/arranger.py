@@ -3,7 +3,7 @@ mappings: the arranging half of the MonolithReader and AccountDirectory contract
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, delete, insert
+from sqlalchemy import Engine, delete, insert, update
 
 from legacy_adapters.schema import Account, ApiToken, LegacyCursor, LegacyMessage, Room, RoomMember
 from legacy_adapters.translation import LegacyMessageRow
@@ -38,6 +38,19 @@ class SqlArranger:
         with self._engine.begin() as conn:
             conn.execute(
                 insert(LegacyMessage).values(**{f: getattr(row, f) for f in row.__slots__})
+            )
+
+    def put_many(self, rows: list[LegacyMessageRow]) -> None:
+        """Many rows in one statement and one transaction."""
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert(LegacyMessage), [{f: getattr(r, f) for f in r.__slots__} for r in rows]
+            )
+
+    def update(self, message_id: int, **values: object) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(LegacyMessage).where(LegacyMessage.message_id == message_id).values(**values)
             )
 
     def purge(self, message_id: int) -> None:

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 
 from newcore.adapters.hbase_read_store import HBaseReadStore, drop_tables, ensure_tables
-from newcore.adapters.kafka_event_log import KafkaEventLog, ensure_topic
 from newcore.codec import encode
 from newcore.domain.events import MessageDeleted, MessageUpserted
 from newcore.domain.model import Message
 from newcore.ports import LogRecord
 from newcore.settings import HBaseSettings, KafkaSettings
 from tests.integration.conftest import Stack, require_port
+from tests.integration.newcore import topics
 from tests.integration.processes import Relay, Service, free_port
 
 PARTITIONS = 4
@@ -74,23 +74,11 @@ def setup(stack: Stack, tmp_path: Path) -> Iterator[Setup]:
 
 
 async def append(setup: Setup, topic: str, records: list[tuple[int, bytes]]) -> None:
-    log = KafkaEventLog(setup.kafka, topic, PARTITIONS)
-    try:
-        await ensure_topic(setup.kafka, topic, PARTITIONS)
-        await log.append(records)
-    finally:
-        await log.close()
+    await topics.append(setup.kafka, topic, PARTITIONS, records)
 
 
 async def read_topic(setup: Setup, topic: str) -> list[LogRecord]:
-    log = KafkaEventLog(setup.kafka, topic, PARTITIONS)
-    found: list[LogRecord] = []
-    try:
-        for partition in range(PARTITIONS):
-            found += await log.read(partition, 0, 1000, timeout_ms=1000)
-    finally:
-        await log.close()
-    return found
+    return await topics.read_all(setup.kafka, topic, PARTITIONS)
 
 
 def msg(room: int, mid: int, body: str) -> Message:

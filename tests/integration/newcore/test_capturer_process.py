@@ -1,0 +1,290 @@
+"""`chat-capturer` as a real process on real MariaDB and Kafka (issue 4, items 5, 8 and 10).
+
+The capturer's promise is transactional: a batch's events, follow-up hints, dead letters and
+consumed offset become visible together or not at all. So after a kill -9 in the middle of the
+work, every hint has produced its events exactly once, as read_committed consumers see them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Engine
+
+from legacy_adapters.monolith_reader import MariaDbMonolithReader
+from legacy_adapters.translation import LegacyMessageRow
+from newcore.adapters.sqlite_read_store import SqliteReadStore
+from newcore.codec import decode
+from newcore.domain.events import CursorMoved, MessageDeleted, MessageUpserted
+from newcore.domain.hints import CursorHint, Hint, MessageHint, RangeHint
+from newcore.domain.model import MAX_ID, Message
+from newcore.domain.partitioning import partition_for
+from newcore.hint_codec import encode_hint
+from newcore.ports import LogRecord
+from newcore.service.update import apply_records
+from newcore.settings import KafkaSettings
+from tests.integration.conftest import Stack, require_port
+from tests.integration.legacy_adapters.arranger import SqlArranger
+from tests.integration.legacy_adapters.scratch_db import scratch_database
+from tests.integration.newcore import topics
+from tests.integration.processes import Relay, Service, free_port
+
+PARTITIONS = 4
+
+
+@dataclass
+class Setup:
+    kafka: KafkaSettings
+    engine: Engine
+    arrange: SqlArranger
+    capturer: Service
+    env: dict[str, str]
+    hints: str
+    events: str
+    dead: str
+    prefix: str
+
+    def hint(self, *hints: Hint | bytes, room: int = 0) -> None:
+        records = [
+            (room, h) if isinstance(h, bytes) else (h.room_id, encode_hint(h)) for h in hints
+        ]
+        asyncio.run(topics.append(self.kafka, self.hints, PARTITIONS, records))
+
+    def events_read(self) -> list[LogRecord]:
+        return asyncio.run(topics.read_all(self.kafka, self.events, PARTITIONS))
+
+    def dead_letters(self) -> list[dict[str, object]]:
+        found = asyncio.run(topics.read_all(self.kafka, self.dead, PARTITIONS))
+        return [json.loads(record.value) for record in found]
+
+    def metric(self, line_start: str) -> float:
+        for line in self.capturer.ops("/metrics")[1].decode().splitlines():
+            if line.startswith(line_start + " "):
+                return float(line.rsplit(" ", 1)[1])
+        return 0.0
+
+
+@pytest.fixture
+def setup(stack: Stack, tmp_path: Path) -> Iterator[Setup]:
+    require_port("Kafka", stack.host, stack.kafka_port)
+    run = uuid.uuid4().hex[:8]
+    kafka = KafkaSettings(bootstrap=stack.kafka_bootstrap)
+    hints, events, dead = f"test-{run}.hints", f"test-{run}.events", f"test-{run}.dead"
+    with scratch_database(stack) as (database, engine):
+        ops_port = free_port()
+        env = {
+            **os.environ,
+            "MIG_KAFKA_BOOTSTRAP": kafka.bootstrap,
+            "MIG_MARIADB_PORT": str(stack.mariadb_port),
+            "MIG_DB_NAME": database.db_name,
+            "MIG_CAPTURER_HINTS_TOPIC": hints,
+            "MIG_CAPTURER_EVENTS_TOPIC": events,
+            "MIG_CAPTURER_DEAD_LETTER_TOPIC": dead,
+            "MIG_CAPTURER_PARTITIONS": str(PARTITIONS),
+            "MIG_CAPTURER_GROUP": f"test-{run}",
+            "MIG_CAPTURER_TRANSACTIONAL_ID_PREFIX": f"test-{run}",
+            "MIG_CAPTURER_OPS_PORT": str(ops_port),
+            "MIG_CAPTURER_BACKOFF_MS": "200",
+            "MIG_CAPTURER_MAX_BACKOFF_MS": "1000",
+        }
+        capturer = Service("newcore.entrypoints.capturer", env, tmp_path, ops_port)
+        try:
+            yield Setup(
+                kafka,
+                engine,
+                SqlArranger(engine),
+                capturer,
+                env,
+                hints,
+                events,
+                dead,
+                f"test-{run}",
+            )
+        finally:
+            capturer.ensure_gone()
+
+
+def row(room: int, mid: int, **fields: object) -> LegacyMessageRow:
+    values: dict[str, object] = dict(
+        message_id=mid, room_id=room, account_id=5, body=f"本文 {mid} 😀", body_v1=None,
+        body_raw=None, send_time=1_700_000_000 + mid, update_time=0,
+        created_at="2023-11-15 07:13:20", deleted=0,
+    )  # fmt: skip
+    values.update(fields)
+    return LegacyMessageRow(**values)  # type: ignore[arg-type]
+
+
+def read_model_of(records: list[LogRecord], path: Path) -> SqliteReadStore:
+    """The events applied to an embedded read store: what an updater would make of them."""
+    store = SqliteReadStore(path)
+    assert apply_records(records, store) == []
+    return store
+
+
+def monolith_messages(engine: Engine, room: int) -> list[Message]:
+    return MariaDbMonolithReader(engine).read_range(room, 1, MAX_ID, 100_000).live
+
+
+def test_each_hint_captured_exactly_once_across_a_kill_9(setup: Setup, tmp_path: Path) -> None:
+    room, other = 77, 78
+    setup.arrange.add_room(room)
+    setup.arrange.add_room(other)
+    setup.arrange.put_many([row(room, mid) for mid in range(1, 3001)])
+    setup.arrange.put_many(
+        [row(other, mid) for mid in range(5001, 5011)] + [row(other, 5011, body=None)]
+    )
+    setup.arrange.move_cursor(room, 5, 10, 20)
+    setup.hint(*(MessageHint(room, mid) for mid in range(1, 3001)))
+    setup.hint(CursorHint(room, 5), RangeHint(other, 1, MAX_ID), MessageHint(999, 1))
+    setup.hint(b"nonsense", room=room)
+
+    capturer = setup.capturer.start(MIG_CAPTURER_MAX_RECORDS="20")
+    capturer.eventually(
+        lambda: setup.metric('chat_capturer_transactions_total{outcome="committed"}') >= 3,
+        "a few transactions committed",
+    )
+    capturer.kill9()
+    assert len({r.value for r in setup.events_read()}) < 3000 + 1 + 11, "killed too late"
+
+    capturer.start()
+    capturer.eventually(
+        lambda: len(setup.events_read()) >= 3000 + 1 + 11, "every hint captured", seconds=90
+    )
+    time.sleep(1)  # anything captured twice would show up now
+    events = [decode(r.value) for r in setup.events_read()]
+    per_message = Counter(
+        (e.message.room_id, e.message.message_id) for e in events if isinstance(e, MessageUpserted)
+    )
+    assert set(per_message) == {(room, m) for m in range(1, 3001)} | {
+        (other, m) for m in range(5001, 5012)
+    }
+    assert max(per_message.values()) == 1, "a hint was captured twice"
+    (cursor,) = (e for e in events if isinstance(e, CursorMoved))
+    assert cursor.cursor.last_read_message_id == 10 and cursor.cursor.last_fetched_message_id == 20
+
+    letters = {str(letter["reason"]): letter for letter in setup.dead_letters()}
+    assert len(letters) == 3, list(letters)
+    unknown_room = letters["room 999 does not exist in the monolith"]
+    assert unknown_room["source"] == "hints" and unknown_room["room_id"] == "999"
+    no_body = letters["no body in body, body_v1 or body_raw: shown as empty"]
+    assert no_body["source"] == "monolith:messages" and no_body["key"] == "5011"
+    (garbage,) = (v for k, v in letters.items() if k.startswith("not UTF-8 JSON"))
+    assert base64.b64decode(str(garbage["record_b64"])) == b"nonsense"
+
+    # The dead-letter counter counts, and the pipeline goes on after a bad hint.
+    before = setup.metric('chat_capturer_dead_letters_total{source="hints"}')
+    setup.hint(b'{"v": 7}', room=room)
+    capturer.eventually(
+        lambda: setup.metric('chat_capturer_dead_letters_total{source="hints"}') == before + 1,
+        "the bad hint counted",
+    )
+
+    # Later writes, hinted: an edit, a soft delete and a purge reach the events too.
+    setup.arrange.update(7, body="edited", update_time=1_700_000_100)
+    setup.arrange.update(8, deleted=1)
+    setup.arrange.purge(9)
+    setup.hint(MessageHint(room, 7), MessageHint(room, 8), MessageHint(room, 9))
+    capturer.eventually(
+        lambda: sum(isinstance(decode(r.value), MessageDeleted) for r in setup.events_read()) == 2,
+        "the deletes captured",
+    )
+    store = read_model_of(setup.events_read(), tmp_path / "model.db")
+    try:
+        assert store.latest(room, 5000) == monolith_messages(setup.engine, room)
+        assert store.latest(other, 100) == monolith_messages(setup.engine, other)
+        message = store.message(room, 7)
+        assert message is not None and message.body == "edited"
+    finally:
+        store.close()
+
+    health = json.loads(capturer.ops("/healthz")[1])
+    assert health["ok"] is True and health["monolith"] == "up"
+    assert sorted(health["owned_partitions"]) == list(range(PARTITIONS))
+    assert capturer.stop() == 0
+    assert '"msg": "capturer stopped"' in capturer.log()
+
+
+def test_a_monolith_outage_pauses_then_resumes_without_losing_hints(
+    setup: Setup, stack: Stack
+) -> None:
+    room = 81
+    setup.arrange.add_room(room)
+    setup.arrange.put_many([row(room, mid) for mid in range(1, 21)])
+    relay = Relay(stack.mariadb_port)
+    relay.start()
+    capturer = setup.capturer.start(MIG_MARIADB_PORT=str(relay.port))
+    setup.hint(*(MessageHint(room, mid) for mid in range(1, 11)))
+    capturer.eventually(lambda: len(setup.events_read()) == 10, "the first hints captured")
+    relay.cut()
+    setup.hint(*(MessageHint(room, mid) for mid in range(11, 21)))
+    capturer.eventually(
+        lambda: capturer.ops("/healthz")[0] == 503, "unhealthy while MariaDB is cut off"
+    )
+    health = json.loads(capturer.ops("/healthz")[1])
+    assert health["monolith"] == "unavailable" and health["paused_partitions"]
+    time.sleep(3)  # several backoffs while cut off: the process stays up, nothing is skipped
+    assert capturer.alive and len(setup.events_read()) == 10
+    relay.start()
+    capturer.eventually(
+        lambda: len(setup.events_read()) == 20, "the held-back hints after MariaDB returns"
+    )
+    capturer.eventually(lambda: capturer.ops("/healthz")[0] == 200, "healthy again")
+    assert setup.metric("chat_capturer_monolith_unavailable_total") >= 1
+
+
+def test_a_fenced_capturer_gives_the_partition_up_until_the_group_reassigns_it(
+    setup: Setup, tmp_path: Path
+) -> None:
+    room = 91
+    partition = partition_for(room, PARTITIONS)
+    setup.arrange.add_room(room)
+    setup.arrange.put_many([row(room, mid) for mid in range(1, 4)])
+    first = setup.capturer.start()
+    setup.hint(MessageHint(room, 1))
+    first.eventually(lambda: len(setup.events_read()) == 1, "the first hint captured")
+
+    async def fence() -> AIOKafkaProducer:
+        zombie_killer = AIOKafkaProducer(
+            bootstrap_servers=setup.kafka.bootstrap,
+            transactional_id=f"{setup.prefix}-{setup.hints}-{partition}",
+        )
+        await zombie_killer.start()  # a newer producer of the same id: the capturer's is fenced
+        await zombie_killer.stop()
+        return zombie_killer
+
+    asyncio.run(fence())
+    setup.hint(MessageHint(room, 2))
+    first.eventually(
+        lambda: (
+            json.loads(first.ops("/healthz")[1] or b"{}").get("fenced_partitions") == [partition]
+        ),
+        "the capturer knows it was fenced",
+    )
+    assert first.ops("/healthz")[0] == 503
+    assert len(setup.events_read()) == 1, "a fenced producer's events became visible"
+
+    # A second member joins: the group rebalances, the partition is owned (and fenced) anew.
+    second = Service("newcore.entrypoints.capturer", setup.env, tmp_path / "second", free_port())
+    (tmp_path / "second").mkdir()
+    second.start(MIG_CAPTURER_OPS_PORT=str(second.ops_port))
+    try:
+        first.eventually(
+            lambda: len(setup.events_read()) == 2, "the hint captured after the rebalance"
+        )
+        assert Counter(
+            decode(r.value).message.message_id  # type: ignore[union-attr]
+            for r in setup.events_read()
+        ) == {1: 1, 2: 1}
+    finally:
+        second.ensure_gone()

@@ -1,0 +1,35 @@
+"""Writing to and reading whole topics in process tests, through the real KafkaEventLog."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from newcore.adapters.kafka_event_log import KafkaEventLog, ensure_topic
+from newcore.ports import LogRecord
+from newcore.settings import KafkaSettings
+
+
+async def append(
+    kafka: KafkaSettings, topic: str, partitions: int, records: Sequence[tuple[int, bytes]]
+) -> None:
+    log = KafkaEventLog(kafka, topic, partitions)
+    try:
+        await ensure_topic(kafka, topic, partitions)
+        await log.append(records)
+    finally:
+        await log.close()
+
+
+async def read_all(kafka: KafkaSettings, topic: str, partitions: int) -> list[LogRecord]:
+    """Every committed record of the topic (read_committed), partition by partition."""
+    log = KafkaEventLog(kafka, topic, partitions)
+    found: list[LogRecord] = []
+    try:
+        for partition in range(partitions):
+            position = 0
+            while page := await log.read(partition, position, 5000, timeout_ms=500):
+                found += page
+                position = page[-1].position + 1
+    finally:
+        await log.close()
+    return found
