@@ -40,11 +40,13 @@ character-set-server = utf8mb4
 collation-server = utf8mb4_general_ci
 # The legacy app was written for this mode: zero dates are accepted (old rows hold them).
 sql_mode = STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION
-# Row-based binlog with full images: the capture pipeline's binlog source reads it.
+# Row-based binlog with full images and column names: the capture pipeline's binlog source
+# (chat-binlog-source) reads it and refuses to start without these three.
 server_id = 1
 log_bin = $DIR/binlog/mariadb-bin
 binlog_format = ROW
 binlog_row_image = FULL
+binlog_row_metadata = FULL
 binlog_expire_logs_seconds = 604800
 innodb_buffer_pool_size = 384M
 innodb_log_file_size = 256M

@@ -21,16 +21,26 @@ from newcore.ports import EventLogUnavailable, LogRecord
 from newcore.settings import KafkaSettings
 
 
-async def ensure_topic(settings: KafkaSettings, topic: str, partitions: int) -> bool:
-    """Creates the topic if missing (True when created). An existing topic with another
-    partition count is refused: rooms would move to other partitions."""
+async def ensure_topic(
+    settings: KafkaSettings, topic: str, partitions: int, config: dict[str, str] | None = None
+) -> bool:
+    """Creates the topic if missing (True when created), with `config` (topic settings such as
+    cleanup.policy). An existing topic with another partition count is refused: rooms would
+    move to other partitions."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap, request_timeout_ms=settings.request_timeout_ms
     )
     try:
         await admin.start()
         response = await admin.create_topics(
-            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+            [
+                NewTopic(
+                    topic,
+                    num_partitions=partitions,
+                    replication_factor=1,
+                    topic_configs=config or {},
+                )
+            ]
         )
         # The admin client answers per-topic error codes instead of raising them.
         for _name, code, message in response.topic_errors:
