@@ -66,6 +66,9 @@ async def ensure_topic(
         await admin.close()
 
 
+FETCH_WAIT_MS = 50
+
+
 def _room(key: bytes | None) -> int:
     return int.from_bytes(key or b"", "big")
 
@@ -121,6 +124,10 @@ class KafkaEventLog:
             bootstrap_servers=self._settings.bootstrap, group_id=group, enable_auto_commit=False,
             auto_offset_reset="earliest", isolation_level="read_committed",
             request_timeout_ms=self._settings.request_timeout_ms,
+            # The consumer prefetches every assigned partition; at the end of all of them the
+            # broker holds that fetch for fetch_max_wait_ms, and a read sought elsewhere waits
+            # for it. Kept short so that read()'s timeout_ms means what it says.
+            fetch_max_wait_ms=FETCH_WAIT_MS,
         )  # fmt: skip
         await consumer.start()
         consumer.assign([TopicPartition(self._topic, p) for p in range(self._partitions)])

@@ -4,6 +4,7 @@ mappings: the arranging half of the MonolithReader and AccountDirectory contract
 from __future__ import annotations
 
 from sqlalchemy import Engine, delete, insert, update
+from sqlalchemy.dialects.mysql import insert as mysql_insert
 
 from legacy_adapters.schema import Account, ApiToken, LegacyCursor, LegacyMessage, Room, RoomMember
 from legacy_adapters.translation import LegacyMessageRow
@@ -52,6 +53,24 @@ class SqlArranger:
             conn.execute(
                 update(LegacyMessage).where(LegacyMessage.message_id == message_id).values(**values)
             )
+
+    def save(self, row: LegacyMessageRow) -> None:
+        """Insert or overwrite the row (an edit or a soft delete as the app writes it)."""
+        values = {f: getattr(row, f) for f in row.__slots__}
+        with self._engine.begin() as conn:
+            conn.execute(mysql_insert(LegacyMessage).values(**values).on_duplicate_key_update(
+                **{k: v for k, v in values.items() if k != "message_id"}))  # fmt: skip
+
+    def save_cursor(self, room_id: int, account_id: int, last_read: int, last_fetched: int) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                mysql_insert(LegacyCursor).values(
+                    room_id=room_id, account_id=account_id,
+                    last_read_message_id=last_read, last_fetched_message_id=last_fetched,
+                ).on_duplicate_key_update(
+                    last_read_message_id=last_read, last_fetched_message_id=last_fetched
+                )
+            )  # fmt: skip
 
     def purge(self, message_id: int) -> None:
         with self._engine.begin() as conn:
