@@ -70,6 +70,17 @@ def drop_tables(settings: HBaseSettings) -> None:
         connection.close()
 
 
+def message_cells(m: Message) -> dict[bytes, bytes]:
+    """The cells of a live message's row (the layout in newcore/README.md)."""
+    return {
+        schema.ACCOUNT: schema.u64(m.account_id),
+        schema.BODY: m.body.encode("utf-8"),
+        schema.SEND_TIME: schema.u64(m.send_time),
+        schema.UPDATE_TIME: schema.u64(m.update_time),
+        schema.DELETED: _LIVE,
+    }
+
+
 def _message(key: bytes, row: dict[bytes, bytes]) -> Message:
     return Message(
         room_id=schema.from_u64(key[1:9]),
@@ -138,13 +149,9 @@ class HBaseReadStore:
         for event in events:
             if isinstance(event, MessageUpserted):
                 m = event.message
-                messages[event.position][schema.message_key(m.room_id, m.message_id)] = {
-                    schema.ACCOUNT: schema.u64(m.account_id),
-                    schema.BODY: m.body.encode("utf-8"),
-                    schema.SEND_TIME: schema.u64(m.send_time),
-                    schema.UPDATE_TIME: schema.u64(m.update_time),
-                    schema.DELETED: _LIVE,
-                }
+                messages[event.position][schema.message_key(m.room_id, m.message_id)] = (
+                    message_cells(m)
+                )
             elif isinstance(event, MessageDeleted):
                 key = schema.message_key(event.room_id, event.message_id)
                 messages[event.position][key] = {schema.DELETED: _TOMBSTONE}

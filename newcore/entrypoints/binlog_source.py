@@ -46,7 +46,7 @@ from legacy_adapters.binlog import (
 )
 from legacy_adapters.settings import LegacyDatabaseSettings
 from newcore.adapters.kafka_checkpoints import ensure_checkpoint_topic, last_checkpoint
-from newcore.adapters.kafka_event_log import ensure_topic
+from newcore.adapters.kafka_event_log import ensure_topic, send_batched
 from newcore.domain.dead_letters import DeadLetter
 from newcore.domain.hints import MessageHint
 from newcore.domain.partitioning import partition_for
@@ -243,20 +243,27 @@ class BinlogSource:
         producer = await self._ensure_producer()
         try:
             async with producer.transaction():
-                sent = [
-                    await producer.send(
-                        s.hints_topic, encode_hint(hint), key=hint.room_id.to_bytes(8, "big"),
-                        partition=partition_for(hint.room_id, s.partitions),
-                    )
-                    for hint in batch.hints
-                ]  # fmt: skip
-                for problem in batch.problems:
-                    letter = DeadLetter(
+                sent = await send_batched(
+                    producer,
+                    s.hints_topic,
+                    (
+                        (
+                            partition_for(hint.room_id, s.partitions),
+                            hint.room_id.to_bytes(8, "big"),
+                            encode_hint(hint),
+                        )
+                        for hint in batch.hints
+                    ),
+                )
+                letters = [
+                    DeadLetter(
                         f"binlog:{problem.table}", 0, f"at {problem.position}: {problem.reason}"
-                    )
-                    sent.append(
-                        await producer.send(s.dead_letter_topic, letter.encode(), partition=0)
-                    )
+                    ).encode()
+                    for problem in batch.problems
+                ]
+                sent += await send_batched(
+                    producer, s.dead_letter_topic, ((0, None, letter) for letter in letters)
+                )
                 sent.append(
                     await producer.send(
                         s.checkpoint_topic, batch.position.encode(),

@@ -40,7 +40,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from legacy_adapters.database import make_engine
 from legacy_adapters.monolith_reader import MariaDbMonolithReader
 from legacy_adapters.settings import LegacyDatabaseSettings
-from newcore.adapters.kafka_event_log import ensure_topic
+from newcore.adapters.kafka_event_log import ensure_topic, send_batched
 from newcore.domain.partitioning import partition_for
 from newcore.entrypoints.kafka_worker import PartitionBackoff, run_until_signalled, update_lag
 from newcore.observability import configure_logging, serve_ops
@@ -331,21 +331,20 @@ class CaptureWorker:
         """The events, follow-ups, dead letters and the consumed offset: one transaction."""
         s = self._settings
         async with producer.transaction():
-            sent: list[Awaitable[Any]] = []
+            sent: list[asyncio.Future[Any]] = []
             for topic, records in (
                 (s.events_topic, outcome.event_records()),
                 (s.hints_topic, outcome.follow_up_records()),
                 (s.dead_letter_topic, outcome.dead_letter_records()),
             ):
-                for room_id, value in records:
-                    sent.append(
-                        await producer.send(
-                            topic,
-                            value,
-                            key=room_id.to_bytes(8, "big"),
-                            partition=partition_for(room_id, s.partitions),
-                        )
-                    )
+                sent += await send_batched(
+                    producer,
+                    topic,
+                    (
+                        (partition_for(room_id, s.partitions), room_id.to_bytes(8, "big"), value)
+                        for room_id, value in records
+                    ),
+                )
             await asyncio.gather(*sent)
             await producer.send_offsets_to_transaction({tp: piece[-1].position + 1}, s.group)
 
