@@ -83,6 +83,23 @@ def rss_mib(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def service_pids() -> dict[str, int]:
+    """The stack's own processes, from their pid files under .state/."""
+    state = Path(os.environ.get("MIG_STATE_DIR", ROOT / ".state"))
+    found = {}
+    for name, path in (("MariaDB", "mariadb/mysqld.pid"), ("Kafka", "kafka/kafka.pid"),
+                       ("HBase", "hbase/master.pid"), ("HBase Thrift", "hbase/thrift.pid")):  # fmt: skip
+        with contextlib.suppress(OSError, ValueError):
+            found[name] = int((state / path).read_text().split()[0])
+    return found
+
+
 def metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
         for line in answer.read().decode().splitlines():
@@ -302,6 +319,8 @@ def end_to_end(run: Run, baseline_rate: float) -> None:
     capturer = start("newcore.entrypoints.capturer", env, "MIG_CAPTURER_OPS_PORT", run.logs)
     updater = start("newcore.entrypoints.updater", env, "MIG_UPDATER_OPS_PORT", run.logs)
     memory: list[tuple[float, float, float]] = []  # (fraction done, capturer MiB, updater MiB)
+    pids = service_pids() | {"capturer": capturer.popen.pid, "updater": updater.popen.pid}
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     try:
         began = time.perf_counter()
         asyncio.run(produce(run.kafka, names["hints"],
@@ -319,6 +338,7 @@ def end_to_end(run: Run, baseline_rate: float) -> None:
                     if process.popen.poll() is not None:
                         raise SystemExit(f"{process.name} died:\n{process.log.read_text()[-2000:]}")
         elapsed = time.perf_counter() - began
+        cpu = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     finally:
         capturer.stop()
         updater.stop()
@@ -330,6 +350,12 @@ def end_to_end(run: Run, baseline_rate: float) -> None:
         sample = next((m for m in memory if m[0] >= at), memory[-1])
         print(f"  RSS at {label:>4} of the data: capturer {sample[1]:.0f} MiB, "
               f"updater {sample[2]:.0f} MiB")  # fmt: skip
+    print("  CPU while it ran (share of one core; the machine has "
+          f"{os.cpu_count()}): " + ", ".join(f"{name} {seconds / elapsed:.0%}"
+                                             for name, seconds in cpu.items()))  # fmt: skip
+    print(f"  CPU per message: {sum(cpu.values()) / rows * 1e6:.0f} µs in all, of which "
+          f"capturer {cpu['capturer'] / rows * 1e6:.0f} µs, updater "
+          f"{cpu['updater'] / rows * 1e6:.0f} µs")  # fmt: skip
     check_sample(run.database, hbase)
 
 
@@ -393,7 +419,7 @@ def latency(run: Run, rate: int, seconds: int, via_binlog: bool) -> None:
                 process.stop()
     delays = sorted(seen[k] - committed[k] for k in committed if k in seen)
     missing = len(committed) - len(delays)
-    achieved = len(committed) / seconds
+    achieved = len(committed) / (max(committed.values()) - min(committed.values()) or 1)
     if not delays:
         raise SystemExit(f"latency ({label}): nothing became visible")
     q = statistics.quantiles(delays, n=100)

@@ -149,7 +149,10 @@ class BinlogReader:
                 blocking=True, slave_heartbeat=1,
                 only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent,
                              QueryEvent, HeartbeatLogEvent, RotateEvent],
-                only_schemas=[self._settings.db_name], ignore_decode_errors=True,
+                only_schemas=[self._settings.db_name], only_tables=list(_KEYS),
+                # A table map is parsed once per table id (the parse cost 0.6 ms per
+                # transaction: the reader topped out near 1,000 rows/s). DDL drops the cache.
+                freeze_schema=True, ignore_decode_errors=True,
                 enable_logging=False,
             )  # fmt: skip
         return self._stream
@@ -168,6 +171,7 @@ class BinlogReader:
                     self._rows(event, stream)
                 elif isinstance(event, QueryEvent):
                     if self._statement(event, stream):  # DDL commits by itself, no XID
+                        stream.table_map.clear()  # columns may have changed: parse again
                         self._commit(batch, BinlogPosition(stream.log_file, stream.log_pos))
                 elif isinstance(event, XidEvent):
                     self._commit(batch, BinlogPosition(stream.log_file, stream.log_pos))

@@ -95,6 +95,9 @@ class CapturerSettings(BaseSettings):
     ops_port: int = Field(default=9312, ge=0, le=65535)
     backoff_ms: int = Field(default=500, ge=10)
     max_backoff_ms: int = Field(default=30_000, ge=10)
+    # How long the broker may hold a fetch with nothing new: a bound on latency when records
+    # trickle in (read_committed fetches wait for the transaction markers, not only the data).
+    fetch_max_wait_ms: int = Field(default=100, ge=0, le=5000)
 
 
 def _now_ms() -> int:
@@ -144,7 +147,7 @@ class CaptureWorker:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self._kafka.bootstrap, group_id=s.group,
             enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
-            max_poll_records=s.max_records, request_timeout_ms=self._kafka.request_timeout_ms,
+            max_poll_records=s.max_records, fetch_max_wait_ms=s.fetch_max_wait_ms, request_timeout_ms=self._kafka.request_timeout_ms,
         )  # fmt: skip
         self._consumer = consumer
         self._backoff = PartitionBackoff(consumer, s.backoff_ms, s.max_backoff_ms, PAUSED)
