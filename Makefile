@@ -25,8 +25,10 @@ unit:
 integration: up
 	$(VENV)/pytest tests/integration
 
-bench: up  ## the monolith's baseline figures (bench/README.md)
+bench: up  ## performance figures, each beside its baseline (bench/README.md); needs the seeded data
+	$(VENV)/chat-seed --messages $(MESSAGES) --seed $(SEED)
 	bash bench/monolith_baseline.sh
+	$(VENV)/python bench/pipeline.py
 
 up:
 	@bash deploy/stack.sh up
