@@ -132,10 +132,10 @@ class Process:
                 self.popen.kill()
 
 
-def start(module: str, env: dict[str, str], ops_var: str, logs: Path) -> Process:
+def start(module: str, env: dict[str, str], ops_var: str, logs: Path, label: str) -> Process:
     port = free_port()
     name = module.rsplit(".", 1)[-1]
-    log = logs / f"{name}.log"
+    log = logs / f"{label}-{name}.log"
     with log.open("wb") as out:
         popen = subprocess.Popen(  # noqa: S603 (our own module, with sys.executable)
             [sys.executable, "-m", module], env={**env, ops_var: str(port)}, cwd=ROOT,
@@ -316,8 +316,8 @@ def end_to_end(run: Run, baseline_rate: float) -> None:
     env = run.pipeline_env(names, hbase, run.database)
     print("end to end: listing the seeded rows into range hints ...", flush=True)
     hints, rows = range_hints(run.database)
-    capturer = start("newcore.entrypoints.capturer", env, "MIG_CAPTURER_OPS_PORT", run.logs)
-    updater = start("newcore.entrypoints.updater", env, "MIG_UPDATER_OPS_PORT", run.logs)
+    capturer = start("newcore.entrypoints.capturer", env, "MIG_CAPTURER_OPS_PORT", run.logs, "e2e")
+    updater = start("newcore.entrypoints.updater", env, "MIG_UPDATER_OPS_PORT", run.logs, "e2e")
     memory: list[tuple[float, float, float]] = []  # (fraction done, capturer MiB, updater MiB)
     pids = service_pids() | {"capturer": capturer.popen.pid, "updater": updater.popen.pid}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -404,13 +404,12 @@ def latency(run: Run, rate: int, seconds: int, via_binlog: bool) -> None:
         env["MIG_CAPTURER_MAX_RECORDS"] = "500"
         env["MIG_UPDATER_MAX_RECORDS"] = "500"
         processes = [
-            start("newcore.entrypoints.capturer", env, "MIG_CAPTURER_OPS_PORT", run.logs),
-            start("newcore.entrypoints.updater", env, "MIG_UPDATER_OPS_PORT", run.logs),
+            start("newcore.entrypoints.capturer", env, "MIG_CAPTURER_OPS_PORT", run.logs, label),
+            start("newcore.entrypoints.updater", env, "MIG_UPDATER_OPS_PORT", run.logs, label),
         ]
         if via_binlog:
-            processes.append(
-                start("newcore.entrypoints.binlog_source", env, "MIG_BINLOG_OPS_PORT", run.logs)
-            )
+            binlog_module = "newcore.entrypoints.binlog_source"
+            processes.append(start(binlog_module, env, "MIG_BINLOG_OPS_PORT", run.logs, label))
         try:
             committed, seen = measure(run, database, names["hints"], hbase, rooms, rate, seconds,
                                       send_hints=not via_binlog)  # fmt: skip
@@ -419,6 +418,13 @@ def latency(run: Run, rate: int, seconds: int, via_binlog: bool) -> None:
                 process.stop()
     delays = sorted(seen[k] - committed[k] for k in committed if k in seen)
     missing = len(committed) - len(delays)
+    if missing:
+        store = HBaseReadStore(hbase)
+        unseen = sorted(k for k in committed if k not in seen)
+        late = sum(1 for k in unseen if any(store.message(r, k) for r in rooms))
+        store.close()
+        print(f"  not seen by the observer: {missing} (ids {unseen[:5]}...), of which {late} are "
+              "in HBase now")  # fmt: skip
     achieved = len(committed) / (max(committed.values()) - min(committed.values()) or 1)
     if not delays:
         raise SystemExit(f"latency ({label}): nothing became visible")

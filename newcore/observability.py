@@ -39,9 +39,33 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+class Repeats(logging.Filter):
+    """Lets a library's identical message through once per `seconds` (our own logger's lines
+    all pass): a client retrying a broker that is down says so ten times a second, and one
+    line per half minute tells as much."""
+
+    def __init__(self, own: str, seconds: float = 30.0) -> None:
+        super().__init__()
+        self._own = own
+        self._seconds = seconds
+        self._last: dict[tuple[str, str], float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == self._own:
+            return True
+        key = (record.name, record.getMessage())
+        if record.created - self._last.get(key, -self._seconds) < self._seconds:
+            return False
+        if len(self._last) > 10_000:
+            self._last.clear()
+        self._last[key] = record.created
+        return True
+
+
 def configure_logging(service: str, level: str = "INFO") -> logging.Logger:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(service))
+    handler.addFilter(Repeats(service))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

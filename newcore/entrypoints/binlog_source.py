@@ -50,7 +50,7 @@ from newcore.adapters.kafka_event_log import ensure_topic, send_batched
 from newcore.domain.dead_letters import DeadLetter
 from newcore.domain.hints import MessageHint
 from newcore.domain.partitioning import partition_for
-from newcore.entrypoints.kafka_worker import run_until_signalled
+from newcore.entrypoints.kafka_worker import run_until_signalled, transact, within
 from newcore.hint_codec import encode_hint
 from newcore.observability import configure_logging, serve_ops
 from newcore.ports import EventLogUnavailable
@@ -90,6 +90,7 @@ class BinlogSourceSettings(BaseSettings):
     server_id: int = Field(default=4242, ge=2, le=4_294_967_295)
     max_hints: int = Field(default=5000, ge=1, le=100_000)
     max_wait_ms: int = Field(default=50, ge=0, le=10_000)
+    transaction_timeout_ms: int = Field(default=15_000, ge=1000, le=900_000)
     ops_host: str = "127.0.0.1"
     ops_port: int = Field(default=9313, ge=0, le=65535)
     backoff_ms: int = Field(default=500, ge=10)
@@ -199,10 +200,12 @@ class BinlogSource:
                 transactional_id=self._settings.transactional_id,
                 request_timeout_ms=self._kafka.request_timeout_ms, linger_ms=5,
             )  # fmt: skip
-            try:
-                await producer.start()  # fences any other copy of this source
+            try:  # fences any other copy of this source
+                await within(self._settings.transaction_timeout_ms / 1000, producer.start(),
+                             "starting the producer")  # fmt: skip
             except BaseException:
-                await producer.stop()
+                with contextlib.suppress(KafkaError, TimeoutError, OSError):
+                    await asyncio.wait_for(producer.stop(), timeout=5)
                 raise
             self._producer = producer
         return self._producer
@@ -219,7 +222,11 @@ class BinlogSource:
         await asyncio.to_thread(check_logging, self._database)
         await self._ensure_producer()  # fenced the others first: their last commit is settled
         key = self._settings.transactional_id.encode()
-        raw = await last_checkpoint(self._kafka, self._settings.checkpoint_topic, key)
+        raw = await within(
+            self._settings.transaction_timeout_ms / 1000,
+            last_checkpoint(self._kafka, self._settings.checkpoint_topic, key),
+            "reading the checkpoint",
+        )
         if raw is not None:
             try:
                 position = BinlogPosition.decode(raw)
@@ -241,36 +248,40 @@ class BinlogSource:
             return
         s = self._settings
         producer = await self._ensure_producer()
-        try:
-            async with producer.transaction():
-                sent = await send_batched(
-                    producer,
-                    s.hints_topic,
+        position = batch.position
+
+        async def body() -> None:
+            sent = await send_batched(
+                producer,
+                s.hints_topic,
+                (
                     (
-                        (
-                            partition_for(hint.room_id, s.partitions),
-                            hint.room_id.to_bytes(8, "big"),
-                            encode_hint(hint),
-                        )
-                        for hint in batch.hints
-                    ),
-                )
-                letters = [
-                    DeadLetter(
-                        f"binlog:{problem.table}", 0, f"at {problem.position}: {problem.reason}"
-                    ).encode()
-                    for problem in batch.problems
-                ]
-                sent += await send_batched(
-                    producer, s.dead_letter_topic, ((0, None, letter) for letter in letters)
-                )
-                sent.append(
-                    await producer.send(
-                        s.checkpoint_topic, batch.position.encode(),
-                        key=s.transactional_id.encode(), partition=0,
+                        partition_for(hint.room_id, s.partitions),
+                        hint.room_id.to_bytes(8, "big"),
+                        encode_hint(hint),
                     )
-                )  # fmt: skip
-                await asyncio.gather(*sent)
+                    for hint in batch.hints
+                ),
+            )
+            letters = [
+                DeadLetter(
+                    f"binlog:{problem.table}", 0, f"at {problem.position}: {problem.reason}"
+                ).encode()
+                for problem in batch.problems
+            ]
+            sent += await send_batched(
+                producer, s.dead_letter_topic, ((0, None, letter) for letter in letters)
+            )
+            sent.append(
+                await producer.send(
+                    s.checkpoint_topic, position.encode(),
+                    key=s.transactional_id.encode(), partition=0,
+                )
+            )  # fmt: skip
+            await asyncio.gather(*sent)
+
+        try:
+            await transact(producer, body, s.transaction_timeout_ms / 1000)
         except (KafkaError, EventLogUnavailable):
             TRANSACTIONS.labels(outcome="aborted").inc()
             raise

@@ -42,7 +42,13 @@ from legacy_adapters.monolith_reader import MariaDbMonolithReader
 from legacy_adapters.settings import LegacyDatabaseSettings
 from newcore.adapters.kafka_event_log import ensure_topic, send_batched
 from newcore.domain.partitioning import partition_for
-from newcore.entrypoints.kafka_worker import PartitionBackoff, run_until_signalled, update_lag
+from newcore.entrypoints.kafka_worker import (
+    PartitionBackoff,
+    run_until_signalled,
+    transact,
+    update_lag,
+    within,
+)
 from newcore.observability import configure_logging, serve_ops
 from newcore.ports import EventLogUnavailable, LogRecord, MonolithReader, MonolithUnavailable
 from newcore.service.capture import CaptureOutcome, Capturer, split_by_ranges
@@ -214,8 +220,11 @@ class CaptureWorker:
             request_timeout_ms=self._kafka.request_timeout_ms, linger_ms=5,
         )  # fmt: skip
         try:
-            await producer.start()  # InitProducerId: fences older producers of this id
-            committed = await self._consumer.committed(tp)
+            # InitProducerId fences older producers of this id (and aborts their transaction).
+            await within(
+                s.transaction_timeout_ms / 1000 / 2, producer.start(), "taking a partition"
+            )
+            committed = await within(10, self._consumer.committed(tp), "the committed offset")
         except KafkaError as exc:
             await _quietly(producer.stop())
             self._kafka_ok = False
@@ -333,7 +342,8 @@ class CaptureWorker:
     ) -> None:
         """The events, follow-ups, dead letters and the consumed offset: one transaction."""
         s = self._settings
-        async with producer.transaction():
+
+        async def body() -> None:
             sent: list[asyncio.Future[Any]] = []
             for topic, records in (
                 (s.events_topic, outcome.event_records()),
@@ -350,6 +360,8 @@ class CaptureWorker:
                 )
             await asyncio.gather(*sent)
             await producer.send_offsets_to_transaction({tp: piece[-1].position + 1}, s.group)
+
+        await transact(producer, body, s.transaction_timeout_ms / 1000 / 4)
 
 
 async def _quietly(stopping: Awaitable[None]) -> None:

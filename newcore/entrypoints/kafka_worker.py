@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import Gauge
 
 from newcore.ports import EventLogUnavailable
@@ -71,6 +72,35 @@ async def update_lag(consumer: AIOKafkaConsumer, lag: Gauge) -> None:
         end = consumer.last_stable_offset(tp)
         if end is not None:
             lag.labels(partition=str(tp.partition)).set(max(0, end - await consumer.position(tp)))
+
+
+T = TypeVar("T")
+
+
+async def within(seconds: float, work: Awaitable[T], what: str) -> T:
+    """`work`, or KafkaTimeoutError after `seconds`. aiokafka retries an unreachable broker
+    without end: a bound turns an outage into an error our backoff handles (and our health
+    shows)."""
+    try:
+        return await asyncio.wait_for(work, seconds)
+    except TimeoutError as exc:
+        raise KafkaTimeoutError(f"{what}: no answer from Kafka within {seconds:g} s") from exc
+
+
+async def transact(
+    producer: AIOKafkaProducer, body: Callable[[], Awaitable[None]], seconds: float
+) -> None:
+    """One Kafka transaction: begin, `body`, commit, within `seconds`. On any error it is left
+    open on purpose: the caller drops the producer, and the next one (same transactional id)
+    aborts it when it starts. (aiokafka's `transaction()` context aborts on error, and that
+    abort waits without end when the broker is gone.)"""
+
+    async def run() -> None:
+        await producer.begin_transaction()
+        await body()
+        await producer.commit_transaction()
+
+    await within(seconds, run(), "transaction")
 
 
 class Worker(Protocol):

@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,7 +27,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from newcore.adapters.hbase_read_store import HBaseReadStore, ensure_tables
 from newcore.adapters.kafka_event_log import ensure_topic, send_batched
 from newcore.domain.partitioning import partition_for
-from newcore.entrypoints.kafka_worker import PartitionBackoff, run_until_signalled, update_lag
+from newcore.entrypoints.kafka_worker import (
+    PartitionBackoff,
+    run_until_signalled,
+    update_lag,
+    within,
+)
 from newcore.observability import configure_logging, serve_ops
 from newcore.ports import LogRecord, ReadStore, ReadStoreUnavailable
 from newcore.service.update import apply_records
@@ -73,6 +79,7 @@ class Updater:
         self._stopping = asyncio.Event()
         self._backoff: PartitionBackoff | None = None
         self._store_ok = True
+        self._kafka_ok = True
         self._last_batch_at = 0.0
 
     def stop(self) -> None:
@@ -80,8 +87,9 @@ class Updater:
 
     def health(self) -> dict[str, Any]:
         return {
-            "ok": self._store_ok,
+            "ok": self._store_ok and self._kafka_ok,
             "read_store": "up" if self._store_ok else "unavailable",
+            "kafka": "up" if self._kafka_ok else "unavailable",
             "paused_partitions": self._backoff.paused if self._backoff else [],
             "last_batch_at": round(self._last_batch_at, 3),
         }
@@ -144,39 +152,57 @@ class Updater:
         except ReadStoreUnavailable as exc:
             self._store_ok = False
             STORE_DOWN.inc()
-            for tp, records in batches.items():
-                delay = backoff.put_back(tp, records[0].offset)
-            self._log.warning(
-                "read store unavailable: partitions paused",
-                extra={"partitions": sorted(tp.partition for tp in batches),
-                       "backoff_ms": delay, "reason": str(exc)},
-            )  # fmt: skip
+            self._put_back(backoff, batches, "read store unavailable", str(exc))
             return
         self._store_ok = True
         s = self._settings
-        sent = await send_batched(
-            producer,
-            s.dead_letter_topic,
-            (
-                (partition_for(letter.room_id, s.partitions), letter.room_id.to_bytes(8, "big"),
-                 letter.encode())
-                for letter in dead
-            ),
-        )  # fmt: skip
-        await asyncio.gather(*sent)
+        try:
+            sent = await within(10, send_batched(
+                producer,
+                s.dead_letter_topic,
+                (
+                    (partition_for(letter.room_id, s.partitions), letter.room_id.to_bytes(8, "big"),
+                     letter.encode())
+                    for letter in dead
+                ),
+            ), "dead letters")  # fmt: skip
+            await within(10, asyncio.gather(*sent), "dead letters")
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+            await within(10, consumer.commit(offsets), "the commit")
+        except KafkaError as exc:
+            # Applied but not committed: the batch comes again, which the store's rule makes
+            # harmless; its dead letters may be sent twice.
+            self._kafka_ok = False
+            self._put_back(backoff, batches, "Kafka unavailable", repr(exc))
+            return
+        self._kafka_ok = True
         for letter in dead:
             self._log.warning(
                 "dead letter",
                 extra={"partition": letter.partition, "position": letter.position,
                        "reason": letter.reason},
             )  # fmt: skip
-        await consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
         APPLIED.inc(len(batch) - len(dead))
         DEAD.inc(len(dead))
         BATCH.observe(len(batch))
         self._last_batch_at = time.time()
         for tp in batches:
             backoff.succeeded(tp)
+
+    def _put_back(
+        self,
+        backoff: PartitionBackoff,
+        batches: dict[TopicPartition, list[Any]],
+        what: str,
+        reason: str,
+    ) -> None:
+        for tp, records in batches.items():
+            delay = backoff.put_back(tp, records[0].offset)
+        self._log.warning(
+            f"{what}: partitions paused",
+            extra={"partitions": sorted(tp.partition for tp in batches), "backoff_ms": delay,
+                   "reason": reason},
+        )  # fmt: skip
 
 
 class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
