@@ -62,18 +62,10 @@ from newcore.hint_codec import encode_hint  # noqa: E402
 from newcore.settings import HBaseSettings, KafkaSettings  # noqa: E402
 from tests.integration.conftest import Stack  # noqa: E402
 from tests.integration.legacy_adapters.scratch_db import scratch_database  # noqa: E402
+from tests.integration.processes import free_port  # noqa: E402
 
 PARTITIONS = 16
 RANGE_ROWS = 1000
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def rss_mib(pid: int) -> float:

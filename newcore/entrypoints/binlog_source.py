@@ -50,7 +50,7 @@ from newcore.adapters.kafka_event_log import ensure_topic, send_batched
 from newcore.domain.dead_letters import DeadLetter
 from newcore.domain.hints import MessageHint
 from newcore.domain.partitioning import partition_for
-from newcore.entrypoints.kafka_worker import run_until_signalled, transact, within
+from newcore.entrypoints.kafka_worker import run_until_signalled, stop_quietly, transact, within
 from newcore.hint_codec import encode_hint
 from newcore.observability import configure_logging, serve_ops
 from newcore.ports import EventLogUnavailable
@@ -204,8 +204,7 @@ class BinlogSource:
                 await within(self._settings.transaction_timeout_ms / 1000, producer.start(),
                              "starting the producer")  # fmt: skip
             except BaseException:
-                with contextlib.suppress(KafkaError, TimeoutError, OSError):
-                    await asyncio.wait_for(producer.stop(), timeout=5)
+                await stop_quietly(producer)
                 raise
             self._producer = producer
         return self._producer
@@ -213,8 +212,7 @@ class BinlogSource:
     async def _drop_producer(self) -> None:
         if self._producer is not None:
             producer, self._producer = self._producer, None
-            with contextlib.suppress(KafkaError, TimeoutError, OSError):
-                await asyncio.wait_for(producer.stop(), timeout=5)
+            await stop_quietly(producer)
 
     async def _start_position(self) -> BinlogPosition:
         """The last committed checkpoint, or (first start) the binlog's current end, written

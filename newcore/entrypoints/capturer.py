@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 import time
-from collections.abc import Awaitable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -44,7 +42,9 @@ from newcore.adapters.kafka_event_log import ensure_topic, send_batched
 from newcore.domain.partitioning import partition_for
 from newcore.entrypoints.kafka_worker import (
     PartitionBackoff,
+    group_consumer,
     run_until_signalled,
+    stop_quietly,
     transact,
     update_lag,
     within,
@@ -150,11 +150,7 @@ class CaptureWorker:
         s = self._settings
         for topic in (s.hints_topic, s.events_topic, s.dead_letter_topic):
             await ensure_topic(self._kafka, topic, s.partitions)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap, group_id=s.group,
-            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
-            max_poll_records=s.max_records, fetch_max_wait_ms=s.fetch_max_wait_ms, request_timeout_ms=self._kafka.request_timeout_ms,
-        )  # fmt: skip
+        consumer = group_consumer(self._kafka, s.group, s.max_records, s.fetch_max_wait_ms)
         self._consumer = consumer
         self._backoff = PartitionBackoff(consumer, s.backoff_ms, s.max_backoff_ms, PAUSED)
         consumer.subscribe([s.hints_topic], listener=_Ownership(self))
@@ -226,7 +222,7 @@ class CaptureWorker:
             )
             committed = await within(10, self._consumer.committed(tp), "the committed offset")
         except KafkaError as exc:
-            await _quietly(producer.stop())
+            await stop_quietly(producer)
             self._kafka_ok = False
             self._log.warning(
                 "cannot take partition yet", extra={"partition": tp.partition, "reason": repr(exc)}
@@ -241,7 +237,7 @@ class CaptureWorker:
 
     async def _release(self, tps: list[TopicPartition]) -> None:
         producers = [self._owners.pop(tp) for tp in tps if tp in self._owners]
-        await asyncio.gather(*(_quietly(p.stop()) for p in producers))
+        await asyncio.gather(*(stop_quietly(p) for p in producers))
 
     # -- capture -------------------------------------------------------------------------
 
@@ -362,12 +358,6 @@ class CaptureWorker:
             await producer.send_offsets_to_transaction({tp: piece[-1].position + 1}, s.group)
 
         await transact(producer, body, s.transaction_timeout_ms / 1000 / 4)
-
-
-async def _quietly(stopping: Awaitable[None]) -> None:
-    """Stops a client without letting a dead broker hold us for long."""
-    with contextlib.suppress(KafkaError, TimeoutError, OSError):
-        await asyncio.wait_for(stopping, timeout=5)
 
 
 class _Ownership(ConsumerRebalanceListener):  # type: ignore[misc]

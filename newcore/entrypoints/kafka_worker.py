@@ -10,6 +10,7 @@ loop is thrown out of its group and its partitions move for nothing).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -75,6 +76,26 @@ async def update_lag(consumer: AIOKafkaConsumer, lag: Gauge) -> None:
 
 
 T = TypeVar("T")
+
+
+def group_consumer(
+    kafka: KafkaSettings, group: str, max_records: int, fetch_max_wait_ms: int
+) -> AIOKafkaConsumer:
+    """A consumer-group member as our workers use it: offsets committed by hand (after the
+    effect), read_committed, from the earliest record when the group never committed."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=group, enable_auto_commit=False,
+        auto_offset_reset="earliest", isolation_level="read_committed",
+        max_poll_records=max_records, fetch_max_wait_ms=fetch_max_wait_ms,
+        request_timeout_ms=kafka.request_timeout_ms,
+    )  # fmt: skip
+
+
+async def stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
+    """Stops a client without letting a dead broker hold us for long (its state is dropped:
+    a producer's open transaction is aborted by the next producer of the same id)."""
+    with contextlib.suppress(KafkaError, TimeoutError, OSError):
+        await asyncio.wait_for(client.stop(), timeout=5)
 
 
 async def within(seconds: float, work: Awaitable[T], what: str) -> T:

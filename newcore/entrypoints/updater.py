@@ -29,6 +29,7 @@ from newcore.adapters.kafka_event_log import ensure_topic, send_batched
 from newcore.domain.partitioning import partition_for
 from newcore.entrypoints.kafka_worker import (
     PartitionBackoff,
+    group_consumer,
     run_until_signalled,
     update_lag,
     within,
@@ -98,11 +99,7 @@ class Updater:
         s = self._settings
         await ensure_topic(self._kafka, s.events_topic, s.partitions)
         await ensure_topic(self._kafka, s.dead_letter_topic, s.partitions)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._kafka.bootstrap, group_id=s.group,
-            enable_auto_commit=False, auto_offset_reset="earliest", isolation_level="read_committed",
-            max_poll_records=s.max_records, fetch_max_wait_ms=s.fetch_max_wait_ms,
-        )  # fmt: skip
+        consumer = group_consumer(self._kafka, s.group, s.max_records, s.fetch_max_wait_ms)
         producer = AIOKafkaProducer(
             bootstrap_servers=self._kafka.bootstrap, acks="all", enable_idempotence=True,
             linger_ms=5,
