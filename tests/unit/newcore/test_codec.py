@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from newcore.codec import InvalidEvent, decode, encode
+from newcore.codec import InvalidEvent, _decode_slowly, decode, encode
 from newcore.domain.events import CursorMoved, Event, MessageDeleted, MessageUpserted
 from newcore.domain.model import MAX_ID, Message, ReadCursor
 
@@ -57,6 +57,7 @@ def mutated(**changes: object) -> bytes:
         (mutated(v=...), "unknown event version None"),
         (mutated(v=True), "unknown event version True"),
         (mutated(type="message_exploded"), "unknown event type 'message_exploded'"),
+        (mutated(type=["message_upserted"]), "unknown event type ['message_upserted']"),
         (mutated(body=...), "message_upserted: missing fields ['body']"),
         (mutated(colour="blue"), "unexpected fields ['colour']"),
         (mutated(message_id=6), "message_id: 6 is not an id"),
@@ -81,3 +82,44 @@ def test_malformed_records_are_rejected_with_a_reason(record: bytes, reason: str
 def test_an_oversized_record_is_rejected_before_parsing() -> None:
     with pytest.raises(InvalidEvent, match="exceeds"):
         decode(b" " * (16 * 1024 * 1024 + 1))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**65), 2**65) | st.floats(allow_nan=False)
+    | st.text() | st.from_regex(r"\A0?[0-9]{1,21}\Z") | st.sampled_from(["1", "\ud800", "1.0"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    max_leaves=5,
+)  # fmt: skip
+
+
+@st.composite
+def near_events(draw: st.DrawFn) -> bytes:
+    """Records that are events, or almost: a field dropped, added, or given another value."""
+    record = json.loads(encode(draw(events)))
+    for _ in range(draw(st.integers(0, 3))):
+        key = draw(st.sampled_from([*record, "v", "type", "extra"]))
+        if draw(st.booleans()) and key in record:
+            del record[key]
+        else:
+            record[key] = draw(json_values)
+    return json.dumps(record).encode()
+
+
+@given(near_events())
+def test_the_fast_decoder_is_at_least_as_strict_as_the_slow_one(record: bytes) -> None:
+    """`decode` (msgspec) decides; `_decode_slowly` (stdlib) only words reasons. Whatever the
+    fast one accepts, the slow one accepts as the same event, and every refusal is an
+    InvalidEvent with a reason."""
+    try:
+        event = decode(record)
+    except InvalidEvent as refusal:
+        assert refusal.reason
+        return
+    assert _decode_slowly(record) == event
+
+
+def test_a_lone_surrogate_is_refused_although_the_stdlib_reads_it() -> None:
+    record = mutated(body="\ud800")
+    assert _decode_slowly(record).message.body == "\ud800"  # type: ignore[union-attr]
+    with pytest.raises(InvalidEvent, match="refused"):
+        decode(record)

@@ -44,6 +44,7 @@ def mutated(**changes: object) -> bytes:
         (b'"room 3"', "not a JSON object"),
         (mutated(v=0), "unknown hint version 0"),
         (mutated(type="rumour"), "unknown hint type 'rumour'"),
+        (mutated(type={"a": 1}), "unknown hint type {'a': 1}"),
         (mutated(last_message_id=...), "range: missing fields ['last_message_id']"),
         (mutated(extra=1), "unexpected fields ['extra']"),
         (mutated(room_id=3), "room_id: 3 is not an id"),
