@@ -28,7 +28,10 @@ class ReadStore(Protocol):
         on equal positions the state applied last wins (within one call: the later in the
         sequence); an event at a lower position than what is held changes nothing; the same
         event applied twice changes nothing the second time. A deletion at position p hides the message from
-        every read until an upsert at a position >= p. Durable when it returns. An empty
+        every read until an upsert at a position >= p. While a call is under way, reads of a
+        room show the effect of a prefix of that room's events in the sequence, never a later
+        one without the earlier ones (a reader polling `after` its last id would skip a
+        message for good). Durable when it returns. An empty
         sequence is a no-op. Raises ReadStoreUnavailable (nothing or part applied: applying the
         same events again is always safe).
         """
