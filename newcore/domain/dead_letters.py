@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    source: str  # "hints", "events", or "monolith:<table>"
+    source: str  # "hints", "events", "capture" (too large to send) or "monolith:<table>"
     room_id: int  # 0 when the record was unreadable
     reason: str
     partition: int = -1

@@ -95,6 +95,10 @@ class CapturerSettings(BaseSettings):
     max_records: int = Field(default=2000, ge=1, le=100_000)
     range_page: int = Field(default=1000, ge=1, le=100_000)
     max_ranges_per_transaction: int = Field(default=8, ge=1, le=1000)
+    # The largest event sent; larger ones become dead letters. At most what Kafka takes by
+    # default (max.message.bytes 1,048,588; aiokafka's max_request_size 1 MiB), less the
+    # record batch's framing.
+    max_event_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000)
     transaction_timeout_ms: int = Field(default=60_000, ge=1000, le=900_000)
     db_pool_size: int = Field(default=4, ge=1, le=64)
     ops_host: str = "127.0.0.1"
@@ -116,7 +120,9 @@ class CaptureWorker:
     ) -> None:
         self._settings = settings
         self._kafka = kafka
-        self._capturer = Capturer(reader, range_page=settings.range_page)
+        self._capturer = Capturer(
+            reader, range_page=settings.range_page, max_event_bytes=settings.max_event_bytes
+        )
         self._log = configure_logging("capturer")
         self._stopping = asyncio.Event()
         # Held while batches are captured; the rebalance listener takes it before giving

@@ -31,9 +31,11 @@ class CaptureOutcome:
     events: list[Event] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     follow_ups: list[RangeHint] = field(default_factory=list)
+    # (room_id, encoded event) of each of `events`, in order: filled by Capturer.capture.
+    records: list[tuple[int, bytes]] = field(default_factory=list)
 
     def event_records(self) -> list[tuple[int, bytes]]:
-        return [(event.room_id, encode(event)) for event in self.events]
+        return self.records or [(event.room_id, encode(event)) for event in self.events]
 
     def follow_up_records(self) -> list[tuple[int, bytes]]:
         return [(hint.room_id, encode_hint(hint)) for hint in self.follow_ups]
@@ -66,11 +68,22 @@ def split_by_ranges(records: Sequence[LogRecord], max_ranges: int) -> list[list[
 
 
 class Capturer:
-    def __init__(self, reader: MonolithReader, *, range_page: int = 1000) -> None:
+    """`max_event_bytes`: the largest event the event log carries (Kafka refuses a larger
+    record on every retry, which would stall the partition's hints for good). A larger event
+    (a message with a huge body) becomes a dead letter naming the message, and the rest of the
+    batch goes on: the read model lacks that state until the limit is raised and the room
+    repaired, and the dead letter says so."""
+
+    def __init__(
+        self, reader: MonolithReader, *, range_page: int = 1000, max_event_bytes: int = 1_000_000
+    ) -> None:
         if range_page < 1:
             raise ValueError("range_page must be at least 1")
+        if max_event_bytes < 1:
+            raise ValueError("max_event_bytes must be at least 1")
         self._reader = reader
         self._range_page = range_page
+        self._max_event_bytes = max_event_bytes
 
     def capture(self, records: Sequence[LogRecord], captured_at_ms: int) -> CaptureOutcome:
         """Full-state events for a batch of hint records of one partition, in log order."""
@@ -114,7 +127,25 @@ class Capturer:
         self._capture_cursors(list(cursors), position, captured_at_ms, outcome)
         for hint in ranges:
             self._capture_range(hint, position, captured_at_ms, outcome)
+        self._encode(outcome)
         return outcome
+
+    def _encode(self, outcome: CaptureOutcome) -> None:
+        kept: list[Event] = []
+        for event in outcome.events:
+            record = encode(event)
+            if len(record) <= self._max_event_bytes:
+                kept.append(event)
+                outcome.records.append((event.room_id, record))
+                continue
+            key = event.message.message_id if isinstance(event, MessageUpserted) else 0
+            reason = (
+                f"event of {len(record)} bytes exceeds the event log's limit of "
+                f"{self._max_event_bytes}: this state is not in the read model; raise the limit "
+                "(MIG_CAPTURER_MAX_EVENT_BYTES, the topic's max.message.bytes) and repair the room"
+            )
+            outcome.dead_letters.append(DeadLetter("capture", event.room_id, reason, key=key))
+        outcome.events = kept
 
     def _capture_messages(
         self, keys: list[tuple[int, int]], position: int, now: int, outcome: CaptureOutcome

@@ -288,3 +288,27 @@ def test_a_fenced_capturer_gives_the_partition_up_until_the_group_reassigns_it(
         ) == {1: 1, 2: 1}
     finally:
         second.ensure_gone()
+
+
+def test_an_event_too_large_for_kafka_is_a_dead_letter_and_the_partition_goes_on(
+    setup: Setup,
+) -> None:
+    """A 1.5 MB body (MEDIUMTEXT holds 16 MB) makes an event Kafka refuses at its default
+    limits, on every retry: without a limit of our own the room's partition would stall."""
+    room = 83
+    setup.arrange.add_room(room)
+    setup.arrange.put_many(
+        [row(room, 1), row(room, 2, body="長" * 500_000), row(room, 3)]  # 1.5 MB of UTF-8
+    )
+    capturer = setup.capturer.start()  # the default limit, just under Kafka's defaults
+    setup.hint(MessageHint(room, 1), MessageHint(room, 2), MessageHint(room, 3))
+    capturer.eventually(lambda: len(setup.events_read()) == 2, "the small messages captured")
+    setup.hint(MessageHint(room, 3))
+    capturer.eventually(lambda: len(setup.events_read()) == 3, "the partition still moves")
+    captured = {decode(r.value).message.message_id for r in setup.events_read()}  # type: ignore[union-attr]
+    assert captured == {1, 3}
+    (letter,) = setup.dead_letters()
+    assert letter["source"] == "capture" and letter["key"] == "2" and letter["room_id"] == "83"
+    assert "exceeds the event log's limit of 1000000" in str(letter["reason"])
+    assert setup.metric('chat_capturer_dead_letters_total{source="capture"}') == 1
+    assert capturer.stop() == 0
