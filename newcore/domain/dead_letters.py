@@ -10,6 +10,11 @@ import base64
 import json
 from dataclasses import dataclass
 
+# The most of a raw record a dead letter keeps: a dead letter must itself fit in Kafka (1 MB by
+# default), and a poison record near that size, base64-encoded, would not; failing to send the
+# dead letter would stall the partition it was meant to unblock.
+KEPT_RECORD_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
@@ -30,7 +35,8 @@ class DeadLetter:
                 "partition": self.partition,
                 "position": self.position,
                 "key": str(self.key),
-                "record_b64": base64.b64encode(self.record).decode("ascii"),
+                "record_b64": base64.b64encode(self.record[:KEPT_RECORD_BYTES]).decode("ascii"),
+                "record_bytes": len(self.record),  # more than kept: the record was cut
             },
             ensure_ascii=False,
             separators=(",", ":"),
