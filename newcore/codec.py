@@ -7,11 +7,12 @@ carry: an event log is an external input like any other.
 
 Every event passes through here twice (the capturer encodes, the updater decodes), so the
 wire structs below are encoded and validated by msgspec in C: the stdlib's json plus checks in
-Python cost 7 µs to encode and 12-19 µs to decode an event, msgspec 1-4 µs (a backfill of a
-billion messages spends hours on this). A record msgspec refuses is parsed again the slow way
-(`parse_envelope`) only to word the reason; the fast path decides, and it is the stricter of
-the two (tests/unit/newcore/test_codec.py holds them to that): it also refuses lone UTF-16
-surrogates, which the stdlib lets through and which no store can write as UTF-8.
+Python cost 9 µs to encode and 15 µs to decode an event, msgspec 2 and 7.5 µs, the domain
+objects included (a backfill of a billion messages spends hours on this). A record msgspec
+refuses is parsed again the slow way (`parse_envelope`) only to word the reason; the fast path
+decides, and it is the stricter of the two (tests/unit/newcore/test_codec.py holds them to
+that): it also refuses lone UTF-16 surrogates, which the stdlib lets through and which no store
+can write as UTF-8.
 """
 
 from __future__ import annotations
