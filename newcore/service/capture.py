@@ -31,11 +31,12 @@ class CaptureOutcome:
     events: list[Event] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     follow_ups: list[RangeHint] = field(default_factory=list)
-    # (room_id, encoded event) of each of `events`, in order: filled by Capturer.capture.
+    # (room_id, encoded event) of each of `events`, in order: Capturer.capture encodes each
+    # event once, to check its size, and keeps the bytes for sending.
     records: list[tuple[int, bytes]] = field(default_factory=list)
 
     def event_records(self) -> list[tuple[int, bytes]]:
-        return self.records or [(event.room_id, encode(event)) for event in self.events]
+        return self.records
 
     def follow_up_records(self) -> list[tuple[int, bytes]]:
         return [(hint.room_id, encode_hint(hint)) for hint in self.follow_ups]
