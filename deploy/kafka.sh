@@ -22,16 +22,19 @@ LIB_DIR="$LIB_PARENT/lib"
 
 install() { jvm_install kafka Kafka; }
 
-write_config() {
-  mkdir -p "$DATA_DIR" "$LOG_DIR"
-  cat >"$CONFIG" <<EOF
+# The broker's config, on stdout. RELAYED is a second listener for tests of a Kafka outage: it
+# listens on $KAFKA_RELAYED_PORT but advertises $KAFKA_RELAY_PORT, where a test's TCP relay
+# forwards to it. A client that bootstraps through the relay is told to reach the broker through
+# the relay too, so cutting the relay cuts that client off, and only it.
+render_config() {
+  cat <<EOF
 # Written by deploy/kafka.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,RELAYED://127.0.0.1:$KAFKA_RELAYED_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,RELAYED://127.0.0.1:$KAFKA_RELAY_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,RELAYED:PLAINTEXT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$DATA_DIR
@@ -50,6 +53,11 @@ log.segment.bytes=104857600
 num.network.threads=2
 num.io.threads=4
 EOF
+}
+
+write_config() {
+  mkdir -p "$DATA_DIR" "$LOG_DIR"
+  render_config >"$CONFIG"
   cat >"$HOME_DIR/log4j.properties" <<'EOF'
 log4j.rootLogger=INFO, stdout
 log4j.appender.stdout=org.apache.log4j.ConsoleAppender
@@ -120,6 +128,9 @@ start() {
   if pid_alive "$PIDFILE"; then
     if probe >/dev/null 2>&1; then
       log "kafka already running (pid $(cat "$PIDFILE"), port $KAFKA_PORT)"
+      if ! render_config | cmp -s - "$CONFIG"; then
+        log "warning: kafka runs with an older server.properties than this script writes; restart it to apply (deploy/kafka.sh stop && deploy/kafka.sh start)"
+      fi
       return 0
     fi
     log "kafka process $(cat "$PIDFILE") is up but not answering yet; waiting"
@@ -130,6 +141,7 @@ start() {
   rm -f "$PIDFILE"
   require_free_port "$KAFKA_PORT" "kafka"
   require_free_port "$KAFKA_CONTROLLER_PORT" "kafka controller"
+  require_free_port "$KAFKA_RELAYED_PORT" "kafka's relayed listener"
   install
   check_one_slf4j_binding "$LIB_DIR"
   write_config
