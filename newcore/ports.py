@@ -62,6 +62,11 @@ class EventLogUnavailable(Exception):
     """The log cannot be reached or refused the call; the call may be retried as is."""
 
 
+class EventLogMisconfigured(Exception):
+    """The log is reachable but set up against our settings (a topic with another partition
+    count: rooms would change partition). Retrying cannot help; an operator must."""
+
+
 @dataclass(frozen=True, slots=True)
 class LogRecord:
     partition: int

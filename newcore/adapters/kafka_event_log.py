@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from newcore.domain.partitioning import partition_for
-from newcore.ports import EventLogUnavailable, LogRecord
+from newcore.ports import EventLogMisconfigured, EventLogUnavailable, LogRecord
 from newcore.settings import KafkaSettings
 
 
@@ -26,8 +26,8 @@ async def ensure_topic(
     settings: KafkaSettings, topic: str, partitions: int, config: dict[str, str] | None = None
 ) -> bool:
     """Creates the topic if missing (True when created), with `config` (topic settings such as
-    cleanup.policy). An existing topic with another partition count is refused: rooms would
-    move to other partitions."""
+    cleanup.policy). An existing topic with another partition count is refused
+    (EventLogMisconfigured): rooms would move to other partitions."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap, request_timeout_ms=settings.request_timeout_ms
     )
@@ -57,7 +57,7 @@ async def ensure_topic(
         described = await admin.describe_topics([topic])
         found = len(described[0]["partitions"])
         if found != partitions:
-            raise EventLogUnavailable(
+            raise EventLogMisconfigured(
                 f"topic {topic} has {found} partitions, expected {partitions}: rooms would change partition"
             )
         return False

@@ -14,7 +14,8 @@ On its first start there is no checkpoint: it begins at the binlog's current end
 that as its first checkpoint. History before it is the backfill's job.
 
 MariaDB down or the stream cut: back off and resume from the last checkpoint. Kafka down: the
-transaction is aborted and the same binlog range is read again after a backoff. A position no
+transaction is aborted and the same binlog range is read again after a backoff. Either down at
+start: the same backoff, with the ops endpoint up and unhealthy meanwhile. A position no
 longer on the server (binlogs purged while we were away) or a server that does not log full
 row images stops the process with what to do: changes may have been missed, which only a
 repair can make good, and we never skip them in silence.
@@ -53,7 +54,7 @@ from newcore.domain.partitioning import partition_for
 from newcore.entrypoints.kafka_worker import run_until_signalled, stop_quietly, transact, within
 from newcore.hint_codec import encode_hint
 from newcore.observability import configure_logging, serve_ops
-from newcore.ports import EventLogUnavailable
+from newcore.ports import EventLogMisconfigured, EventLogUnavailable
 from newcore.settings import KafkaSettings, setting_error
 
 ROWS = Counter("chat_binlog_rows_total", "Row images read from the binlog (watched tables)")
@@ -121,6 +122,7 @@ class BinlogSource:
         self._checkpoint: BinlogPosition | None = None
         self._problem: str | None = "starting"
         self._backoff = settings.backoff_ms
+        self._topics_ready = False
         self.exit_code = 0
 
     def stop(self) -> None:
@@ -135,9 +137,6 @@ class BinlogSource:
 
     async def run(self) -> None:
         s = self._settings
-        await ensure_topic(self._kafka, s.hints_topic, s.partitions)
-        await ensure_topic(self._kafka, s.dead_letter_topic, s.partitions)
-        await ensure_checkpoint_topic(self._kafka, s.checkpoint_topic)
         ops = await serve_ops(s.ops_host, s.ops_port, self.health)
         try:
             await self._run()
@@ -163,7 +162,7 @@ class BinlogSource:
                     await self._append(batch)
                     self._problem = None
                     self._backoff = s.backoff_ms
-            except BinlogMisconfigured as exc:
+            except (BinlogMisconfigured, EventLogMisconfigured) as exc:
                 raise Stopped(EXIT_MISCONFIGURED, str(exc)) from exc
             except ProducerFenced as exc:
                 raise Stopped(
@@ -218,6 +217,12 @@ class BinlogSource:
         """The last committed checkpoint, or (first start) the binlog's current end, written
         as the first checkpoint so that a restart before any write starts there too."""
         await asyncio.to_thread(check_logging, self._database)
+        if not self._topics_ready:
+            s = self._settings
+            await ensure_topic(self._kafka, s.hints_topic, s.partitions)
+            await ensure_topic(self._kafka, s.dead_letter_topic, s.partitions)
+            await ensure_checkpoint_topic(self._kafka, s.checkpoint_topic)
+            self._topics_ready = True
         await self._ensure_producer()  # fenced the others first: their last commit is settled
         key = self._settings.transactional_id.encode()
         raw = await within(
@@ -308,8 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         "binlog_row_image=FULL, binlog_row_metadata=FULL and a user with REPLICATION SLAVE and "
         "REPLICATION CLIENT. Settings: MIG_BINLOG_* (topics, partitions, transactional id, "
         "server id, batch bounds, ops port), MIG_KAFKA_BOOTSTRAP, MIG_MARIADB_*, MIG_DB_*. Ops: "
-        "GET /metrics and /healthz on MIG_BINLOG_OPS_PORT (default 9313). Exit 3: the binlog "
-        "cannot give every change (settings, purged position); 5: another copy took over.",
+        "GET /metrics and /healthz on MIG_BINLOG_OPS_PORT (default 9313). Kafka or MariaDB "
+        "unreachable, at start too: it waits, unhealthy, and retries. Exit 3: the binlog cannot "
+        "give every change (settings, purged position) or a topic has another partition count; "
+        "5: another copy took over.",
     ).parse_args(argv)
     try:
         settings = BinlogSourceSettings()

@@ -18,7 +18,8 @@ again; it never re-fences the new owner.
 
 MariaDB down: the partition is paused and sought back, and resumed after a backoff (the poll
 loop never sleeps). Kafka down: the transaction is aborted if it can be, the partition's
-producer is replaced, and the batch is put back the same way.
+producer is replaced, and the batch is put back the same way. Kafka down at start: the process
+waits for it with the same backoff, its ops endpoint up and unhealthy meanwhile.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ from newcore.entrypoints.kafka_worker import (
     PartitionBackoff,
     group_consumer,
     run_until_signalled,
+    start_when_up,
     stop_quietly,
     transact,
     update_lag,
@@ -135,7 +137,7 @@ class CaptureWorker:
         self._consumer: AIOKafkaConsumer | None = None
         self._backoff: PartitionBackoff | None = None
         self._monolith_ok = True
-        self._kafka_ok = True
+        self._kafka_ok = False  # until it has joined its group
         self._last_batch_at = 0.0
 
     def stop(self) -> None:
@@ -154,39 +156,65 @@ class CaptureWorker:
 
     async def run(self) -> None:
         s = self._settings
+        ops = await serve_ops(s.ops_host, s.ops_port, self.health)
+        try:
+            consumer = await start_when_up(
+                self._join, self._stopping, s.backoff_ms, s.max_backoff_ms, self._waiting
+            )
+            if consumer is not None:
+                self._log.info(
+                    "capturer started",
+                    extra={"topic": s.hints_topic, "group": s.group, "ops_port": s.ops_port},
+                )
+                try:
+                    await self._poll(consumer)
+                finally:
+                    await consumer.stop()
+                    async with self._owning:
+                        await self._release(list(self._owners))
+        finally:
+            ops.close()
+            self._log.info("capturer stopped")
+
+    async def _join(self) -> AIOKafkaConsumer:
+        """Makes sure the topics exist and joins the group on the hints topic."""
+        s = self._settings
         for topic in (s.hints_topic, s.events_topic, s.dead_letter_topic):
             await ensure_topic(self._kafka, topic, s.partitions)
         consumer = group_consumer(self._kafka, s.group, s.max_records, s.fetch_max_wait_ms)
         self._consumer = consumer
         self._backoff = PartitionBackoff(consumer, s.backoff_ms, s.max_backoff_ms, PAUSED)
         consumer.subscribe([s.hints_topic], listener=_Ownership(self))
-        ops = await serve_ops(s.ops_host, s.ops_port, self.health)
-        await consumer.start()
-        self._log.info(
-            "capturer started",
-            extra={"topic": s.hints_topic, "group": s.group, "ops_port": s.ops_port},
-        )
         try:
-            while not self._stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=s.max_records)
-                async with self._owning:
-                    await self._own_unowned()
-                    # A partition owned since the poll began (here, or by the rebalance listener
-                    # that runs during the poll) was sought to its settled committed offset.
-                    sought, self._sought = self._sought, {}
-                    await asyncio.gather(
-                        *(
-                            self._capture_partition(tp, records, sought.get(tp))
-                            for tp, records in batches.items()
-                        )
-                    )
-                await update_lag(consumer, LAG)
-        finally:
-            await consumer.stop()
+            await within(self._kafka.request_timeout_ms / 1000, consumer.start(), "joining")
+        except BaseException:
+            await stop_quietly(consumer)
+            raise
+        self._kafka_ok = True
+        return consumer
+
+    def _waiting(self, error: Exception, backoff_ms: int) -> None:
+        self._kafka_ok = False
+        self._log.warning(
+            "waiting for Kafka", extra={"reason": repr(error), "backoff_ms": backoff_ms}
+        )
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        s = self._settings
+        while not self._stopping.is_set():
+            batches = await consumer.getmany(timeout_ms=500, max_records=s.max_records)
             async with self._owning:
-                await self._release(list(self._owners))
-            ops.close()
-            self._log.info("capturer stopped")
+                await self._own_unowned()
+                # A partition owned since the poll began (here, or by the rebalance listener
+                # that runs during the poll) was sought to its settled committed offset.
+                sought, self._sought = self._sought, {}
+                await asyncio.gather(
+                    *(
+                        self._capture_partition(tp, records, sought.get(tp))
+                        for tp, records in batches.items()
+                    )
+                )
+            await update_lag(consumer, LAG)
 
     # -- ownership -----------------------------------------------------------------------
 
@@ -384,7 +412,9 @@ def main(argv: list[str] | None = None) -> int:
         "name and produce events, follow-up hints, dead letters and the consumed offsets in one "
         "Kafka transaction per batch. Settings: MIG_CAPTURER_* (topics, partitions, group, "
         "transactional id prefix, batch bounds, ops port), MIG_KAFKA_BOOTSTRAP, MIG_MARIADB_*, "
-        "MIG_DB_*. Ops: GET /metrics and /healthz on MIG_CAPTURER_OPS_PORT (default 9312).",
+        "MIG_DB_*. Ops: GET /metrics and /healthz on MIG_CAPTURER_OPS_PORT (default 9312). Kafka "
+        "or MariaDB unreachable, at start too: it waits, unhealthy, and retries. Exit 3: a topic "
+        "has another partition count.",
     ).parse_args(argv)
     try:
         settings, kafka, database = CapturerSettings(), KafkaSettings(), LegacyDatabaseSettings()

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, KafkaTimeoutError
 from prometheus_client import Gauge
 
-from newcore.ports import EventLogUnavailable
+from newcore.ports import EventLogMisconfigured, EventLogUnavailable, ReadStoreUnavailable
 from newcore.settings import KafkaSettings
 
 
@@ -124,14 +124,43 @@ async def transact(
     await within(seconds, run(), "transaction")
 
 
+UNREACHABLE = (KafkaError, EventLogUnavailable, ReadStoreUnavailable)
+
+
+async def start_when_up(
+    start: Callable[[], Awaitable[T]],
+    stopping: asyncio.Event,
+    backoff_ms: int,
+    max_backoff_ms: int,
+    waiting: Callable[[Exception, int], None],
+) -> T | None:
+    """`start()`'s result once it succeeds; None if the worker is told to stop first. A store
+    that cannot be reached yet (Kafka, HBase) is waited for, not a reason to exit: the process
+    keeps its ops endpoint up, unhealthy, and tries again after a backoff that doubles up to a
+    ceiling, told to `waiting(error, backoff_ms)` first. A misconfiguration is raised."""
+    delay = backoff_ms
+    while not stopping.is_set():
+        try:
+            return await start()
+        except UNREACHABLE as exc:
+            waiting(exc, delay)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), delay / 1000)
+        delay = min(delay * 2, max_backoff_ms)
+    return None
+
+
 class Worker(Protocol):
     def stop(self) -> None: ...
     async def run(self) -> None: ...
 
 
+EXIT_MISCONFIGURED, EXIT_KAFKA = 3, 4
+
+
 def run_until_signalled(command: str, worker: Worker, kafka: KafkaSettings) -> int:
-    """Runs the worker until SIGTERM or SIGINT (a clean stop: exit 0). Kafka unreachable at
-    start: exit 4 with a message saying what to check."""
+    """Runs the worker until SIGTERM or SIGINT (a clean stop: exit 0). A topic set up against
+    our settings: exit 3, saying which. A Kafka error the worker did not handle: exit 4."""
 
     async def run() -> None:
         loop = asyncio.get_running_loop()
@@ -141,10 +170,13 @@ def run_until_signalled(command: str, worker: Worker, kafka: KafkaSettings) -> i
 
     try:
         asyncio.run(run())
+    except EventLogMisconfigured as exc:
+        print(f"{command}: {exc}. Fix the setting or the topic, then start again.", file=sys.stderr)
+        return EXIT_MISCONFIGURED
     except (KafkaError, EventLogUnavailable) as exc:
         print(
             f"{command}: Kafka at {kafka.bootstrap}: {exc!r}. Is Kafka up? (`make status`)",
             file=sys.stderr,
         )
-        return 4
+        return EXIT_KAFKA
     return 0

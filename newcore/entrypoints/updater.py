@@ -8,6 +8,8 @@ read store's rule makes harmless (no duplicate, no lost state).
 When HBase is unavailable the partition is paused and sought back to the batch's first offset,
 and resumed after a backoff (doubling up to a ceiling): the poll loop never sleeps, so the
 consumer keeps its group membership (a consumer blocked in a retry is thrown out of its group).
+Kafka or HBase down at start: the process waits for them with the same backoff, its ops
+endpoint up and unhealthy meanwhile.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import argparse
 import asyncio
 import sys
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -31,6 +35,8 @@ from newcore.entrypoints.kafka_worker import (
     PartitionBackoff,
     group_consumer,
     run_until_signalled,
+    start_when_up,
+    stop_quietly,
     update_lag,
     within,
 )
@@ -72,15 +78,24 @@ class UpdaterSettings(BaseSettings):
 
 
 class Updater:
-    def __init__(self, settings: UpdaterSettings, kafka: KafkaSettings, store: ReadStore) -> None:
+    def __init__(
+        self,
+        settings: UpdaterSettings,
+        kafka: KafkaSettings,
+        store: ReadStore,
+        prepare_store: Callable[[], object],
+    ) -> None:
+        """`prepare_store`: makes the store ready (creates its tables), once, before the first
+        event; raises ReadStoreUnavailable while the store cannot be reached."""
         self._settings = settings
         self._kafka = kafka
+        self._prepare_store = prepare_store
         self._store = store
         self._log = configure_logging("updater")
         self._stopping = asyncio.Event()
         self._backoff: PartitionBackoff | None = None
         self._store_ok = True
-        self._kafka_ok = True
+        self._kafka_ok = False  # until it has joined its group
         self._last_batch_at = 0.0
 
     def stop(self) -> None:
@@ -97,6 +112,36 @@ class Updater:
 
     async def run(self) -> None:
         s = self._settings
+        ops = await serve_ops(s.ops_host, s.ops_port, self.health)
+        try:
+            clients = await start_when_up(
+                self._join, self._stopping, s.backoff_ms, s.max_backoff_ms, self._waiting
+            )
+            if clients is not None:
+                consumer, producer, backoff = clients
+                self._log.info(
+                    "updater started",
+                    extra={"topic": s.events_topic, "group": s.group, "ops_port": s.ops_port},
+                )
+                try:
+                    while not self._stopping.is_set():
+                        batches = await consumer.getmany(timeout_ms=500, max_records=s.max_records)
+                        await self._apply(consumer, producer, backoff, batches)
+                        await update_lag(consumer, LAG)
+                finally:
+                    await consumer.stop()
+                    await producer.stop()
+        finally:
+            ops.close()
+            self._store.close()
+            self._log.info("updater stopped")
+
+    async def _join(self) -> tuple[AIOKafkaConsumer, AIOKafkaProducer, PartitionBackoff]:
+        """Makes sure the tables and topics exist, starts the dead-letter producer and joins
+        the group on the events topic."""
+        s = self._settings
+        await asyncio.to_thread(self._prepare_store)
+        self._store_ok = True
         await ensure_topic(self._kafka, s.events_topic, s.partitions)
         await ensure_topic(self._kafka, s.dead_letter_topic, s.partitions)
         consumer = group_consumer(self._kafka, s.group, s.max_records, s.fetch_max_wait_ms)
@@ -107,24 +152,26 @@ class Updater:
         backoff = PartitionBackoff(consumer, s.backoff_ms, s.max_backoff_ms, PAUSED)
         self._backoff = backoff
         consumer.subscribe([s.events_topic], listener=_ForgetRevoked(backoff))
-        ops = await serve_ops(s.ops_host, s.ops_port, self.health)
-        await producer.start()
-        await consumer.start()
-        self._log.info(
-            "updater started",
-            extra={"topic": s.events_topic, "group": s.group, "ops_port": s.ops_port},
-        )
+        seconds = self._kafka.request_timeout_ms / 1000
         try:
-            while not self._stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=500, max_records=s.max_records)
-                await self._apply(consumer, producer, backoff, batches)
-                await update_lag(consumer, LAG)
-        finally:
-            await consumer.stop()
-            await producer.stop()
-            ops.close()
-            self._store.close()
-            self._log.info("updater stopped")
+            await within(seconds, producer.start(), "starting the producer")
+            await within(seconds, consumer.start(), "joining")
+        except BaseException:
+            await stop_quietly(consumer)
+            await stop_quietly(producer)
+            raise
+        self._kafka_ok = True
+        return consumer, producer, backoff
+
+    def _waiting(self, error: Exception, backoff_ms: int) -> None:
+        if isinstance(error, ReadStoreUnavailable):
+            self._store_ok = False
+        else:
+            self._kafka_ok = False
+        self._log.warning(
+            "waiting for HBase" if isinstance(error, ReadStoreUnavailable) else "waiting for Kafka",
+            extra={"reason": str(error), "backoff_ms": backoff_ms},
+        )
 
     async def _apply(
         self,
@@ -220,19 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         prog="chat-updater",
         description="Apply the events topic to the HBase read model (a consumer group member). "
         "Settings: MIG_UPDATER_* (topics, partitions, group, ops port), MIG_KAFKA_BOOTSTRAP, "
-        "MIG_HBASE_*. Ops: GET /metrics and /healthz on MIG_UPDATER_OPS_PORT (default 9311).",
+        "MIG_HBASE_*. Ops: GET /metrics and /healthz on MIG_UPDATER_OPS_PORT (default 9311). "
+        "Kafka or HBase unreachable, at start too: it waits, unhealthy, and retries. Exit 3: a "
+        "topic has another partition count.",
     ).parse_args(argv)
     try:
         settings, kafka, hbase = UpdaterSettings(), KafkaSettings(), HBaseSettings()
     except ValidationError as exc:
         print(f"chat-updater: {setting_error(exc)}", file=sys.stderr)
         return 2
-    try:
-        ensure_tables(hbase)
-    except ReadStoreUnavailable as exc:
-        print(f"chat-updater: {exc}. Is HBase up? (`make status`)", file=sys.stderr)
-        return 4
-    updater = Updater(settings, kafka, HBaseReadStore(hbase))
+    updater = Updater(settings, kafka, HBaseReadStore(hbase), partial(ensure_tables, hbase))
 
     return run_until_signalled("chat-updater", updater, kafka)
 

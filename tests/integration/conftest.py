@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from tests.integration.processes import Relay
+
 pytestmark = pytest.mark.services
 
 
@@ -24,6 +26,8 @@ class Stack:
     mariadb_port: int
     monolith_port: int
     kafka_port: int
+    kafka_relayed_port: int  # Kafka's listener meant to sit behind a test's relay...
+    kafka_relay_port: int  # ...which it tells clients to reach at this port (deploy/kafka.sh)
     hbase_thrift_port: int
     db_user: str
     db_password: str
@@ -37,6 +41,8 @@ class Stack:
             mariadb_port=int(env.get("MIG_MARIADB_PORT", "3306")),
             monolith_port=int(env.get("MIG_MONOLITH_PORT", "8080")),
             kafka_port=int(env.get("MIG_KAFKA_PORT", "9092")),
+            kafka_relayed_port=int(env.get("MIG_KAFKA_RELAYED_PORT", "9094")),
+            kafka_relay_port=int(env.get("MIG_KAFKA_RELAY_PORT", "9095")),
             hbase_thrift_port=int(env.get("MIG_HBASE_THRIFT_PORT", "9090")),
             db_user=env.get("MIG_DB_USER", "chat"),
             db_password=env.get("MIG_DB_PASSWORD", "chat"),
@@ -50,6 +56,12 @@ class Stack:
     @property
     def kafka_bootstrap(self) -> str:
         return f"{self.host}:{self.kafka_port}"
+
+    @property
+    def kafka_relay_bootstrap(self) -> str:
+        """Kafka reached through the `kafka_relay` fixture: cutting it cuts off only the
+        clients that bootstrapped here."""
+        return f"{self.host}:{self.kafka_relay_port}"
 
 
 def require_port(service: str, host: str, port: int) -> None:
@@ -68,3 +80,25 @@ def require_port(service: str, host: str, port: int) -> None:
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
     yield Stack.from_env()
+
+
+@pytest.fixture
+def kafka_relay(stack: Stack) -> Iterator[Relay]:
+    """A relay in front of Kafka's relayed listener, on the port that listener advertises: a
+    client bootstrapped at `stack.kafka_relay_bootstrap` is cut off from Kafka by `cut()`."""
+    try:
+        with socket.create_connection((stack.host, stack.kafka_relayed_port), timeout=2):
+            pass
+    except OSError as exc:
+        pytest.fail(
+            f"Kafka's relayed listener does not answer on {stack.host}:{stack.kafka_relayed_port} "
+            f"({exc}). A Kafka started before deploy/kafka.sh had it must be restarted: "
+            "`deploy/kafka.sh stop && make up`.",
+            pytrace=False,
+        )
+    relay = Relay(stack.kafka_relayed_port, port=stack.kafka_relay_port)
+    relay.start()
+    try:
+        yield relay
+    finally:
+        relay.cut()

@@ -4,6 +4,7 @@ endpoint; and a TCP relay to cut a real server off from them."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
@@ -82,6 +83,12 @@ class Service:
                 pytest.fail(f"not within {seconds} s: {what}\n{self.log()[-3000:]}")
             time.sleep(0.1)
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU the process has used so far (from /proc)."""
+        assert self.process is not None
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def ops(self, path: str) -> tuple[int, bytes]:
         try:
             with urllib.request.urlopen(
@@ -95,10 +102,12 @@ class Service:
 
 
 class Relay:
-    """A TCP relay to a real server that can be cut and restored, in a thread of its own."""
+    """A TCP relay to a real server that can be cut and restored, in a thread of its own.
+    `port`: where it listens (a free one if not given; Kafka's relayed listener advertises a
+    fixed one)."""
 
-    def __init__(self, target_port: int) -> None:
-        self.port = free_port()
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        self.port = port or free_port()
         self._target = target_port
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None

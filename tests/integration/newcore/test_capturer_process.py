@@ -312,3 +312,82 @@ def test_an_event_too_large_for_kafka_is_a_dead_letter_and_the_partition_goes_on
     assert "exceeds the event log's limit of 1000000" in str(letter["reason"])
     assert setup.metric('chat_capturer_dead_letters_total{source="capture"}') == 1
     assert capturer.stop() == 0
+
+
+def test_a_kafka_outage_puts_batches_back_without_busy_looping_and_loses_no_hint(
+    setup: Setup, stack: Stack, kafka_relay: Relay
+) -> None:
+    """Kafka cut off in the middle of the work (the test's own clients still reach it): the
+    transactions in flight fail, the process waits without spinning, and once Kafka is back
+    every hint has produced its events exactly once."""
+    room = 85
+    setup.arrange.add_room(room)
+    setup.arrange.put_many([row(room, mid) for mid in range(1, 2001)])
+    setup.hint(*(MessageHint(room, mid) for mid in range(1, 2001)))
+    capturer = setup.capturer.start(
+        MIG_KAFKA_BOOTSTRAP=stack.kafka_relay_bootstrap,
+        MIG_CAPTURER_MAX_RECORDS="20",
+        MIG_CAPTURER_TRANSACTION_TIMEOUT_MS="20000",  # a transaction may hang 5 s: the outage
+    )  # is noticed sooner
+    capturer.eventually(
+        lambda: setup.metric('chat_capturer_transactions_total{outcome="committed"}') >= 3,
+        "a few transactions committed",
+    )
+    kafka_relay.cut()
+    capturer.eventually(lambda: capturer.ops("/healthz")[0] == 503, "unhealthy while cut off")
+    assert json.loads(capturer.ops("/healthz")[1])["kafka"] == "unavailable"
+    during = len(setup.events_read())
+    assert during < 2000, "cut off too late to show anything"
+    spent = capturer.cpu_seconds()
+    time.sleep(5)
+    assert capturer.cpu_seconds() - spent < 1.0, "busy while waiting for Kafka"
+    assert capturer.alive and len(setup.events_read()) == during
+
+    kafka_relay.start()
+    capturer.eventually(
+        lambda: len(setup.events_read()) >= 2000, "every hint captured once Kafka is back",
+        seconds=120,
+    )  # fmt: skip
+    time.sleep(1)  # anything captured twice would show up now
+    captured = Counter(decode(r.value).message.message_id for r in setup.events_read())  # type: ignore[union-attr]
+    assert set(captured) == set(range(1, 2001)) and max(captured.values()) == 1
+    capturer.eventually(lambda: capturer.ops("/healthz")[0] == 200, "healthy again")
+    assert capturer.stop() == 0
+
+
+def test_kafka_down_at_start_is_waited_for_and_a_stop_meanwhile_is_clean(
+    setup: Setup, stack: Stack, kafka_relay: Relay
+) -> None:
+    room = 86
+    setup.arrange.add_room(room)
+    setup.arrange.put_many([row(room, mid) for mid in range(1, 6)])
+    setup.hint(*(MessageHint(room, mid) for mid in range(1, 6)))
+    kafka_relay.cut()
+    overrides = {"MIG_KAFKA_BOOTSTRAP": stack.kafka_relay_bootstrap}
+    capturer = setup.capturer.start(**overrides)
+    capturer.eventually(lambda: "waiting for Kafka" in capturer.log(), "waiting for Kafka")
+    status, body = capturer.ops("/healthz")
+    assert status == 503 and json.loads(body)["kafka"] == "unavailable"
+    assert "chat_capturer_lag_records" in capturer.ops("/metrics")[1].decode()
+    assert capturer.stop() == 0  # told to stop while waiting: a clean exit, at once
+
+    capturer.start(**overrides)
+    capturer.eventually(lambda: "waiting for Kafka" in capturer.log(), "waiting for Kafka again")
+    spent = capturer.cpu_seconds()
+    time.sleep(3)
+    assert capturer.cpu_seconds() - spent < 0.6, "busy while waiting for Kafka"
+    kafka_relay.start()
+    capturer.eventually(
+        lambda: len(setup.events_read()) == 5, "the hints captured once Kafka is up"
+    )
+    capturer.eventually(lambda: capturer.ops("/healthz")[0] == 200, "healthy")
+    assert capturer.stop() == 0
+
+
+def test_a_topic_with_another_partition_count_stops_it_with_exit_3(setup: Setup) -> None:
+    """Retrying cannot fix a misconfiguration, and running on would move rooms to other
+    partitions: the one reason to exit rather than wait."""
+    setup.hint(MessageHint(1, 1))  # the hints topic now exists with PARTITIONS partitions
+    capturer = setup.capturer.start(MIG_CAPTURER_PARTITIONS=str(PARTITIONS + 1))
+    assert capturer.process is not None and capturer.process.wait(60) == 3
+    assert f"has {PARTITIONS} partitions, expected {PARTITIONS + 1}" in capturer.log()

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from newcore.adapters.kafka_event_log import KafkaEventLog, ensure_topic
-from newcore.ports import EventLog, EventLogUnavailable
+from newcore.ports import EventLog, EventLogMisconfigured, EventLogUnavailable
 from newcore.settings import KafkaSettings
 from tests.contracts.event_log import PARTITIONS, EventLogContract
 from tests.integration.conftest import Stack, require_port
@@ -30,7 +30,7 @@ def test_a_topic_with_another_partition_count_is_refused(stack: Stack) -> None:
     name = "contract-partitions-check"
     asyncio.run(ensure_topic(settings, name, 2))
     assert asyncio.run(ensure_topic(settings, name, 2)) is False
-    with pytest.raises(EventLogUnavailable, match="has 2 partitions, expected 3"):
+    with pytest.raises(EventLogMisconfigured, match="has 2 partitions, expected 3"):
         asyncio.run(ensure_topic(settings, name, 3))
 
 

@@ -117,11 +117,13 @@ def test_the_pipeline_waits_out_a_kafka_outage_and_loses_no_write(
         lambda: json.loads(binlog.ops("/healthz")[1] or b"{}").get("ok") is False,
         "the binlog source sees Kafka gone",
     )
+    spent = [service.cpu_seconds() for service in services]
     time.sleep(5)  # several backoffs pass; nobody crashes, nobody spins
-    for service in services:
+    for service, before in zip(services, spent, strict=True):
         assert service.alive, (
             f"{service.module} died while Kafka was down:\n{service.log()[-2000:]}"
         )
+        assert service.cpu_seconds() - before < 1.0, f"{service.module} busy without Kafka"
     assert len(store.latest(room, 100)) == 5
 
     kafka("start")

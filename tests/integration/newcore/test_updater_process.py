@@ -162,3 +162,66 @@ def test_hbase_outage_pauses_then_resumes_without_losing_the_batch(setup: Setup)
         assert "chat_updater_store_unavailable_total" in updater.ops("/metrics")[1].decode()
     finally:
         store.close()
+
+
+def test_a_kafka_outage_puts_batches_back_without_busy_looping_and_loses_no_position(
+    setup: Setup, stack: Stack, kafka_relay: Relay
+) -> None:
+    """Kafka cut off while batches are applied (the test's own clients still reach it): the
+    commits in flight fail, the process waits without spinning, and once Kafka is back the
+    read model is complete and the group has committed every record."""
+    rooms = range(90, 94)
+    asyncio.run(append(setup, setup.events_topic, [
+        record for room in rooms for record in upserts(room, range(1, 751), "v1", 1)
+    ]))  # fmt: skip
+    store = HBaseReadStore(setup.hbase)
+    updater = setup.updater.start(
+        MIG_KAFKA_BOOTSTRAP=stack.kafka_relay_bootstrap, MIG_UPDATER_MAX_RECORDS="20"
+    )
+    try:
+        updater.eventually(lambda: len(store.latest(90, 1000)) >= 60, "some batches applied")
+        kafka_relay.cut()
+        updater.eventually(lambda: updater.ops("/healthz")[0] == 503, "unhealthy while cut off")
+        assert json.loads(updater.ops("/healthz")[1])["kafka"] == "unavailable"
+        spent = updater.cpu_seconds()
+        time.sleep(5)
+        assert updater.cpu_seconds() - spent < 1.0, "busy while waiting for Kafka"
+        assert updater.alive
+
+        kafka_relay.start()
+        updater.eventually(
+            lambda: all(len(store.latest(room, 1000)) == 750 for room in rooms),
+            "every event applied once Kafka is back", seconds=120,
+        )  # fmt: skip
+        assert store.latest(93, 1000) == [msg(93, m, "v1") for m in range(1, 751)]
+        updater.eventually(
+            lambda: asyncio.run(topics.unconsumed(
+                setup.kafka, setup.events_topic, PARTITIONS, setup.env["MIG_UPDATER_GROUP"]
+            )) == 0,
+            "every record committed",
+        )  # fmt: skip
+        updater.eventually(lambda: updater.ops("/healthz")[0] == 200, "healthy again")
+        assert updater.stop() == 0
+    finally:
+        store.close()
+
+
+def test_hbase_down_at_start_is_waited_for(setup: Setup) -> None:
+    relay = Relay(setup.hbase.thrift_port)  # never started: HBase refuses connections
+    room = 89
+    asyncio.run(append(setup, setup.events_topic, upserts(room, range(1, 6), "v1", 1)))
+    store = HBaseReadStore(setup.hbase)
+    updater = setup.updater.start(MIG_HBASE_THRIFT_PORT=str(relay.port))
+    try:
+        updater.eventually(lambda: "waiting for HBase" in updater.log(), "waiting for HBase")
+        status, body = updater.ops("/healthz")
+        assert status == 503 and json.loads(body)["read_store"] == "unavailable"
+        spent = updater.cpu_seconds()
+        time.sleep(3)
+        assert updater.cpu_seconds() - spent < 0.6, "busy while waiting for HBase"
+        relay.start()
+        updater.eventually(lambda: len(store.latest(room, 100)) == 5, "applied once HBase is up")
+        updater.eventually(lambda: updater.ops("/healthz")[0] == 200, "healthy")
+        assert updater.stop() == 0
+    finally:
+        store.close()

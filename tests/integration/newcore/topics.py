@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
 from newcore.adapters.kafka_event_log import KafkaEventLog, ensure_topic
 from newcore.ports import LogRecord
 from newcore.settings import KafkaSettings
@@ -33,3 +35,18 @@ async def read_all(kafka: KafkaSettings, topic: str, partitions: int) -> list[Lo
     finally:
         await log.close()
     return found
+
+
+async def unconsumed(kafka: KafkaSettings, topic: str, partitions: int, group: str) -> int:
+    """Records of the topic past the group's committed offsets (all of them if it never
+    committed): 0 once the group has committed everything it consumed."""
+    tps = [TopicPartition(topic, p) for p in range(partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group,
+                                enable_auto_commit=False)  # fmt: skip
+    try:
+        await consumer.start()
+        ends = await consumer.end_offsets(tps)
+        committed = [await consumer.committed(tp) or 0 for tp in tps]
+        return sum(ends[tp] - offset for tp, offset in zip(tps, committed, strict=True))
+    finally:
+        await consumer.stop()
