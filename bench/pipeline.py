@@ -27,6 +27,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -100,12 +101,19 @@ def metric(port: int, name: str) -> float:
     return 0.0
 
 
-def healthy(port: int) -> bool:
+def unhealthy_because(port: int) -> str | None:
+    """None when /healthz says ok; else what it said (or that it did not answer in 2 s)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
-            return bool(json.loads(answer.read()).get("ok"))
-    except OSError:
-        return False
+            return None if json.loads(answer.read()).get("ok") else "?"
+    except urllib.error.HTTPError as error:
+        return str(error.read().decode(errors="replace"))
+    except OSError as exc:
+        return f"no answer: {exc!r}"
+
+
+def healthy(port: int) -> bool:
+    return unhealthy_because(port) is None
 
 
 @dataclass
@@ -311,6 +319,8 @@ def end_to_end(run: Run, baseline_rate: float) -> None:
     capturer = start("newcore.entrypoints.capturer", env, "MIG_CAPTURER_OPS_PORT", run.logs, "e2e")
     updater = start("newcore.entrypoints.updater", env, "MIG_UPDATER_OPS_PORT", run.logs, "e2e")
     memory: list[tuple[float, float, float]] = []  # (fraction done, capturer MiB, updater MiB)
+    unhealthy: dict[str, list[str]] = {capturer.name: [], updater.name: []}  # /healthz not ok
+    samples = 0
     pids = service_pids() | {"capturer": capturer.popen.pid, "updater": updater.popen.pid}
     cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     try:
@@ -326,7 +336,10 @@ def end_to_end(run: Run, baseline_rate: float) -> None:
                 applied = now
                 memory.append((applied / rows, rss_mib(capturer.popen.pid),
                                rss_mib(updater.popen.pid)))  # fmt: skip
+                samples += 1
                 for process in (capturer, updater):
+                    if (why := unhealthy_because(process.ops_port)) is not None:
+                        unhealthy[process.name].append(why)
                     if process.popen.poll() is not None:
                         raise SystemExit(f"{process.name} died:\n{process.log.read_text()[-2000:]}")
         elapsed = time.perf_counter() - began
@@ -348,6 +361,12 @@ def end_to_end(run: Run, baseline_rate: float) -> None:
     print(f"  CPU per message: {sum(cpu.values()) / rows * 1e6:.0f} µs in all, of which "
           f"capturer {cpu['capturer'] / rows * 1e6:.0f} µs, updater "
           f"{cpu['updater'] / rows * 1e6:.0f} µs")  # fmt: skip
+    print("  health under load (a sample every 0.5 s; a healthy pipeline must not look down): "
+          + ", ".join(f"{name} unhealthy in {len(answers)} of {samples}"
+                      for name, answers in unhealthy.items()))  # fmt: skip
+    for name, answers in unhealthy.items():
+        for answer in answers[:3]:
+            print(f"    {name}: {answer}")
     check_sample(run.database, hbase)
 
 

@@ -28,6 +28,10 @@ class KafkaSettings(BaseSettings):
 
     bootstrap: str = Field(default="127.0.0.1:9092", pattern=r"^[A-Za-z0-9_.:,\[\]-]+$")
     request_timeout_ms: int = Field(default=30_000, ge=1000)
+    # A consumer whose partitions got no fetch answer for this long reports Kafka unreachable
+    # in its health, even with nothing to produce (fetches answer at least every
+    # fetch_max_wait_ms, at most 5 s, while Kafka is reachable).
+    silence_ms: int = Field(default=15_000, ge=6000)
 
 
 def setting_error(exc: ValidationError) -> str:

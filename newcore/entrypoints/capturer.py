@@ -44,6 +44,7 @@ from newcore.domain.partitioning import partition_for
 from newcore.entrypoints.kafka_worker import (
     PartitionBackoff,
     group_consumer,
+    kafka_up,
     run_until_signalled,
     start_when_up,
     stop_quietly,
@@ -139,15 +140,18 @@ class CaptureWorker:
         self._monolith_ok = True
         self._kafka_ok = False  # until it has joined its group
         self._last_batch_at = 0.0
+        self._idle = False  # the last poll returned no record
 
     def stop(self) -> None:
         self._stopping.set()
 
     def health(self) -> dict[str, Any]:
+        kafka_ok, silence = kafka_up(self._kafka_ok, self._consumer, self._idle, self._kafka)
         return {
-            "ok": self._monolith_ok and self._kafka_ok and not self._fenced,
+            "ok": self._monolith_ok and kafka_ok and not self._fenced,
             "monolith": "up" if self._monolith_ok else "unavailable",
-            "kafka": "up" if self._kafka_ok else "unavailable",
+            "kafka": "up" if kafka_ok else "unavailable",
+            "fetch_silence_s": None if silence is None else round(silence, 1),
             "owned_partitions": sorted(tp.partition for tp in self._owners),
             "fenced_partitions": sorted(tp.partition for tp in self._fenced),
             "paused_partitions": self._backoff.paused if self._backoff else [],
@@ -169,7 +173,7 @@ class CaptureWorker:
                 try:
                     await self._poll(consumer)
                 finally:
-                    await consumer.stop()
+                    await stop_quietly(consumer)
                     async with self._owning:
                         await self._release(list(self._owners))
         finally:
@@ -203,6 +207,7 @@ class CaptureWorker:
         s = self._settings
         while not self._stopping.is_set():
             batches = await consumer.getmany(timeout_ms=500, max_records=s.max_records)
+            self._idle = not any(batches.values())
             async with self._owning:
                 await self._own_unowned()
                 # A partition owned since the poll began (here, or by the rebalance listener

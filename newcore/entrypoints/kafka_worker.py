@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -75,6 +76,33 @@ async def update_lag(consumer: AIOKafkaConsumer, lag: Gauge) -> None:
             lag.labels(partition=str(tp.partition)).set(max(0, end - await consumer.position(tp)))
 
 
+def fetch_silence_s(consumer: AIOKafkaConsumer | None, idle: bool) -> float | None:
+    """Seconds since the freshest fetch answer for the partitions the consumer fetches
+    (assigned, not paused), judged only when `idle` (its last poll returned nothing); None
+    when there is nothing to judge by.
+
+    Why: a health that only hears of failed transactions calls an idle process cut off from
+    Kafka healthy, while the records it should read pile up. When idle, nothing waits in the
+    consumer's buffer, so it fetches every partition and Kafka answers within
+    fetch_max_wait_ms even with nothing new: a long silence means Kafka cannot be reached.
+    Under load the silence tells nothing: aiokafka does not fetch from a broker while records
+    of one of its partitions wait in the buffer (measured: 15 s silences in the bench)."""
+    if consumer is None or not idle:
+        return None
+    fetched = consumer.assignment() - consumer.paused()
+    stamps = [stamp for tp in fetched if (stamp := consumer.last_poll_timestamp(tp)) is not None]
+    return max(0.0, time.time() - max(stamps) / 1000) if stamps else None
+
+
+def kafka_up(
+    answered: bool, consumer: AIOKafkaConsumer | None, idle: bool, kafka: KafkaSettings
+) -> tuple[bool, float | None]:
+    """Whether Kafka counts as reachable, and the fetch silence (s): its last calls
+    `answered`, and an idle consumer's fetches have not been silent for `kafka.silence_ms`."""
+    silence = fetch_silence_s(consumer, idle)
+    return answered and (silence is None or silence * 1000 < kafka.silence_ms), silence
+
+
 T = TypeVar("T")
 
 
@@ -93,9 +121,19 @@ def group_consumer(
 
 async def stop_quietly(client: AIOKafkaProducer | AIOKafkaConsumer) -> None:
     """Stops a client without letting a dead broker hold us for long (its state is dropped:
-    a producer's open transaction is aborted by the next producer of the same id)."""
-    with contextlib.suppress(KafkaError, TimeoutError, OSError):
+    a producer's open transaction is aborted by the next producer of the same id).
+
+    A consumer stopped while Kafka is cut off raises the CancelledError of its own fetch task
+    (aiokafka 0.14 `Fetcher.close` awaits the tasks it cancels; aio-libs/aiokafka#647): that
+    one is swallowed, a cancellation of the caller is not."""
+    try:
         await asyncio.wait_for(client.stop(), timeout=5)
+    except (KafkaError, TimeoutError, OSError):
+        pass
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
 
 
 async def within(seconds: float, work: Awaitable[T], what: str) -> T:

@@ -34,6 +34,7 @@ from newcore.domain.partitioning import partition_for
 from newcore.entrypoints.kafka_worker import (
     PartitionBackoff,
     group_consumer,
+    kafka_up,
     run_until_signalled,
     start_when_up,
     stop_quietly,
@@ -94,18 +95,22 @@ class Updater:
         self._log = configure_logging("updater")
         self._stopping = asyncio.Event()
         self._backoff: PartitionBackoff | None = None
+        self._consumer: AIOKafkaConsumer | None = None
         self._store_ok = True
         self._kafka_ok = False  # until it has joined its group
         self._last_batch_at = 0.0
+        self._idle = False  # the last poll returned no record
 
     def stop(self) -> None:
         self._stopping.set()
 
     def health(self) -> dict[str, Any]:
+        kafka_ok, silence = kafka_up(self._kafka_ok, self._consumer, self._idle, self._kafka)
         return {
-            "ok": self._store_ok and self._kafka_ok,
+            "ok": self._store_ok and kafka_ok,
             "read_store": "up" if self._store_ok else "unavailable",
-            "kafka": "up" if self._kafka_ok else "unavailable",
+            "kafka": "up" if kafka_ok else "unavailable",
+            "fetch_silence_s": None if silence is None else round(silence, 1),
             "paused_partitions": self._backoff.paused if self._backoff else [],
             "last_batch_at": round(self._last_batch_at, 3),
         }
@@ -126,11 +131,12 @@ class Updater:
                 try:
                     while not self._stopping.is_set():
                         batches = await consumer.getmany(timeout_ms=500, max_records=s.max_records)
+                        self._idle = not any(batches.values())
                         await self._apply(consumer, producer, backoff, batches)
                         await update_lag(consumer, LAG)
                 finally:
-                    await consumer.stop()
-                    await producer.stop()
+                    await stop_quietly(consumer)
+                    await stop_quietly(producer)
         finally:
             ops.close()
             self._store.close()
@@ -150,7 +156,7 @@ class Updater:
             linger_ms=5,
         )  # fmt: skip
         backoff = PartitionBackoff(consumer, s.backoff_ms, s.max_backoff_ms, PAUSED)
-        self._backoff = backoff
+        self._backoff, self._consumer = backoff, consumer
         consumer.subscribe([s.events_topic], listener=_ForgetRevoked(backoff))
         seconds = self._kafka.request_timeout_ms / 1000
         try:

@@ -355,7 +355,7 @@ def test_a_kafka_outage_puts_batches_back_without_busy_looping_and_loses_no_hint
     assert capturer.stop() == 0
 
 
-def test_kafka_down_at_start_is_waited_for_and_a_stop_meanwhile_is_clean(
+def test_kafka_down_at_start_is_waited_for_and_an_idle_cut_is_unhealthy(
     setup: Setup, stack: Stack, kafka_relay: Relay
 ) -> None:
     room = 86
@@ -363,7 +363,7 @@ def test_kafka_down_at_start_is_waited_for_and_a_stop_meanwhile_is_clean(
     setup.arrange.put_many([row(room, mid) for mid in range(1, 6)])
     setup.hint(*(MessageHint(room, mid) for mid in range(1, 6)))
     kafka_relay.cut()
-    overrides = {"MIG_KAFKA_BOOTSTRAP": stack.kafka_relay_bootstrap}
+    overrides = {"MIG_KAFKA_BOOTSTRAP": stack.kafka_relay_bootstrap, "MIG_KAFKA_SILENCE_MS": "6000"}
     capturer = setup.capturer.start(**overrides)
     capturer.eventually(lambda: "waiting for Kafka" in capturer.log(), "waiting for Kafka")
     status, body = capturer.ops("/healthz")
@@ -381,7 +381,14 @@ def test_kafka_down_at_start_is_waited_for_and_a_stop_meanwhile_is_clean(
         lambda: len(setup.events_read()) == 5, "the hints captured once Kafka is up"
     )
     capturer.eventually(lambda: capturer.ops("/healthz")[0] == 200, "healthy")
-    assert capturer.stop() == 0
+
+    # Cut off while idle: no transaction fails, the silence of its fetches tells.
+    kafka_relay.cut()
+    capturer.eventually(lambda: capturer.ops("/healthz")[0] == 503, "unhealthy once silent")
+    health = json.loads(capturer.ops("/healthz")[1])
+    assert health["kafka"] == "unavailable" and health["fetch_silence_s"] >= 6
+    assert capturer.stop() == 0  # and a stop while cut off is clean too
+    assert "Traceback" not in capturer.log()
 
 
 def test_a_topic_with_another_partition_count_stops_it_with_exit_3(setup: Setup) -> None:

@@ -225,3 +225,25 @@ def test_hbase_down_at_start_is_waited_for(setup: Setup) -> None:
         assert updater.stop() == 0
     finally:
         store.close()
+
+
+def test_an_idle_updater_cut_off_from_kafka_is_unhealthy(
+    setup: Setup, stack: Stack, kafka_relay: Relay
+) -> None:
+    """Nothing to apply, so no commit fails: only the silence of its fetches tells."""
+    updater = setup.updater.start(
+        MIG_KAFKA_BOOTSTRAP=stack.kafka_relay_bootstrap, MIG_KAFKA_SILENCE_MS="6000"
+    )
+    updater.eventually(
+        lambda: json.loads(updater.ops("/healthz")[1] or b"{}").get("fetch_silence_s") is not None,
+        "fetching",
+    )
+    status, body = updater.ops("/healthz")
+    assert status == 200 and json.loads(body)["fetch_silence_s"] < 6
+    kafka_relay.cut()
+    updater.eventually(lambda: updater.ops("/healthz")[0] == 503, "unhealthy once silent")
+    health = json.loads(updater.ops("/healthz")[1])
+    assert health["kafka"] == "unavailable" and health["fetch_silence_s"] >= 6
+    kafka_relay.start()
+    updater.eventually(lambda: updater.ops("/healthz")[0] == 200, "healthy again")
+    assert updater.stop() == 0
