@@ -46,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from legacy_adapters.database import make_engine  # noqa: E402
-from legacy_adapters.monolith_reader import MariaDbMonolithReader  # noqa: E402
+from legacy_adapters.monolith_reader import RANGE_SQL, MariaDbMonolithReader  # noqa: E402
 from legacy_adapters.settings import LegacyDatabaseSettings  # noqa: E402
 from newcore.adapters import hbase_schema as schema  # noqa: E402
 from newcore.adapters.hbase_read_store import (  # noqa: E402
@@ -224,13 +224,20 @@ class Run:
 # -- the seeded rows -------------------------------------------------------------------------
 
 
-def seeded_rows(database: LegacyDatabaseSettings) -> Iterator[tuple[int, int]]:
-    """(room_id, message_id) of every seeded message, in key order, streamed."""
-    connection = pymysql.connect(
+def connect(
+    database: LegacyDatabaseSettings, cursorclass: type[pymysql.cursors.Cursor]
+) -> pymysql.Connection[pymysql.cursors.Cursor]:
+    """A bare PyMySQL connection, no pool, no ORM."""
+    return pymysql.connect(
         host=database.mariadb_host, port=database.mariadb_port, user=database.db_user,
         password=database.db_password.get_secret_value(), database=database.db_name,
-        cursorclass=pymysql.cursors.SSCursor,
+        cursorclass=cursorclass, autocommit=True,
     )  # fmt: skip
+
+
+def seeded_rows(database: LegacyDatabaseSettings) -> Iterator[tuple[int, int]]:
+    """(room_id, message_id) of every seeded message, in key order, streamed."""
+    connection = connect(database, pymysql.cursors.SSCursor)
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT room_id, message_id FROM messages ORDER BY room_id, message_id")
@@ -256,10 +263,51 @@ def range_hints(database: LegacyDatabaseSettings) -> tuple[list[RangeHint], int]
 # -- 1. the baseline -------------------------------------------------------------------------
 
 
-def baseline(run: Run, limit: int) -> float:
-    """Rows per second happybase alone batch-puts, with the read model's cells."""
+@dataclass
+class Baseline:
+    """What the baseline measured: its rate, and the CPU the two steps every pipeline on these
+    parts must take cost per row, client and servers together (the floor)."""
+
+    rate: float
+    read_us: float  # bare PyMySQL fetching the rows + MariaDB answering
+    put_us: float  # happybase putting the cells + HBase and its Thrift server storing them
+
+    @property
+    def floor_us(self) -> float:
+        return self.read_us + self.put_us
+
+
+class CpuMeter:
+    """CPU seconds spent by this process and some of the stack's, summed over the windows
+    measured with it (so that work done between windows is not counted)."""
+
+    def __init__(self, servers: dict[str, int]) -> None:
+        self.servers = servers
+        self.seconds = 0.0
+
+    @contextlib.contextmanager
+    def window(self) -> Iterator[None]:
+        own, theirs = time.process_time(), self._servers()
+        try:
+            yield
+        finally:
+            self.seconds += time.process_time() - own + self._servers() - theirs
+
+    def _servers(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.servers.values())
+
+
+def baseline(run: Run, limit: int) -> Baseline:
+    """Rows per second happybase alone batch-puts, with the read model's cells; and the CPU
+    per row of reading the rows with bare PyMySQL and of putting them (the floor)."""
     hbase = run.hbase("baseline")
     reader = MariaDbMonolithReader(make_engine(run.database))
+    raw = connect(run.database, pymysql.cursors.Cursor)
+    pids = service_pids()
+    reading = CpuMeter({k: v for k, v in pids.items() if k == "MariaDB"})
+    putting = CpuMeter({k: v for k, v in pids.items() if k.startswith("HBase")})
+    if len(reading.servers) + len(putting.servers) != 3:
+        raise SystemExit(f"the stack's pid files name only {sorted(pids)}; is it up?")
     connection = happybase.Connection(host=hbase.host, port=hbase.thrift_port,
                                       table_prefix=hbase.table_prefix,
                                       table_prefix_separator="_")  # fmt: skip
@@ -274,23 +322,34 @@ def baseline(run: Run, limit: int) -> float:
                 if done >= limit:
                     break
                 chunk = ids[start : start + 10_000]
+                bounds = {"room_id": room_id, "first": chunk[0], "last": chunk[-1],
+                          "limit": len(chunk)}  # fmt: skip
+                with reading.window(), raw.cursor() as cursor:
+                    cursor.execute(RANGE_SQL, bounds)
+                    cursor.fetchall()
                 page = reader.read_range(room_id, chunk[0], chunk[-1], len(chunk))
                 cells = [(schema.message_key(m.room_id, m.message_id), message_cells(m))
                          for m in page.live]  # fmt: skip
                 cells += [(schema.message_key(room_id, mid), {schema.DELETED: b"\x01"})
                           for mid in page.deleted]  # fmt: skip
                 began = time.perf_counter()
-                with table.batch(timestamp=1, batch_size=1000) as batch:
+                with putting.window(), table.batch(timestamp=1, batch_size=1000) as batch:
                     for key, row in cells:
                         batch.put(key, row)
                 put_seconds += time.perf_counter() - began
                 done += len(cells)
                 bar.update(len(cells))
     connection.close()
-    rate = done / put_seconds
+    raw.close()
+    measured = Baseline(done / put_seconds, reading.seconds / done * 1e6,
+                        putting.seconds / done * 1e6)  # fmt: skip
     print(f"baseline: happybase batch puts of {done:,} rows: {put_seconds:.1f} s of puts = "
-          f"{rate:,.0f} rows/s")  # fmt: skip
-    return rate
+          f"{measured.rate:,.0f} rows/s")  # fmt: skip
+    print(f"  floor, CPU per row of the two steps any pipeline on these parts takes: read the "
+          f"rows {measured.read_us:.0f} µs (bare PyMySQL + MariaDB), put the cells "
+          f"{measured.put_us:.0f} µs (happybase + HBase + Thrift server) = "
+          f"{measured.floor_us:.0f} µs")  # fmt: skip
+    return measured
 
 
 # -- 2. end to end ---------------------------------------------------------------------------
@@ -309,7 +368,7 @@ async def make_topics(kafka: KafkaSettings, names: dict[str, str]) -> None:
         await ensure_topic(kafka, name, PARTITIONS)
 
 
-def end_to_end(run: Run, baseline_rate: float) -> None:
+def end_to_end(run: Run, measured: Baseline | None) -> None:
     hbase = run.hbase("e2e")
     names = run.topic_names("e2e")
     asyncio.run(make_topics(run.kafka, names))
@@ -348,9 +407,10 @@ def end_to_end(run: Run, baseline_rate: float) -> None:
         capturer.stop()
         updater.stop()
     rate = rows / elapsed
+    beside = (f" ({rate / measured.rate:.0%} of the baseline {measured.rate:,.0f} rows/s)"
+              if measured else "")  # fmt: skip
     print(f"end to end: {len(hints):,} range hints for {rows:,} messages -> read model complete "
-          f"in {elapsed:.1f} s = {rate:,.0f} messages/s "
-          f"({rate / baseline_rate:.0%} of the baseline {baseline_rate:,.0f} rows/s)")  # fmt: skip
+          f"in {elapsed:.1f} s = {rate:,.0f} messages/s{beside}")  # fmt: skip
     for label, at in (("10%", 0.1), ("50%", 0.5), ("100%", 1.0)):
         sample = next((m for m in memory if m[0] >= at), memory[-1])
         print(f"  RSS at {label:>4} of the data: capturer {sample[1]:.0f} MiB, "
@@ -367,7 +427,20 @@ def end_to_end(run: Run, baseline_rate: float) -> None:
     for name, answers in unhealthy.items():
         for answer in answers[:3]:
             print(f"    {name}: {answer}")
+    if measured:
+        print_ceiling(measured, cpu["Kafka"] / rows * 1e6)
     check_sample(run.database, hbase)
+
+
+def print_ceiling(measured: Baseline, kafka_us: float) -> None:
+    """The most messages/s this machine's cores allow a pipeline that does no work of its own
+    beyond the floor the baseline measured (and, second, beyond that plus Kafka as this run
+    used it): the bound that any goal on this machine must be weighed against."""
+    budget = (os.cpu_count() or 1) * 1e6  # CPU µs per second
+    print(f"  ceiling on {os.cpu_count()} cores for a pipeline that costs nothing itself: "
+          f"{budget / measured.floor_us:,.0f} msg/s with only the floor "
+          f"({measured.floor_us:.0f} µs), {budget / (measured.floor_us + kafka_us):,.0f} msg/s "
+          f"with Kafka as this run used it ({kafka_us:.0f} µs more)")  # fmt: skip
 
 
 def check_sample(database: LegacyDatabaseSettings, hbase: HBaseSettings) -> None:
@@ -534,9 +607,9 @@ def main() -> int:
     print(f"bench run {run.run}; process logs in {logs}", flush=True)
     try:
         if args.only in (None, "e2e"):
-            rate = baseline(run, args.baseline_rows) if args.baseline_rows else 1.0
+            measured = baseline(run, args.baseline_rows) if args.baseline_rows else None
             run.cleanup()
-            end_to_end(run, rate)
+            end_to_end(run, measured)
             run.cleanup()
         if args.only in (None, "latency"):
             latency(run, args.rate, args.seconds, via_binlog=False)
