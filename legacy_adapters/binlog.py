@@ -58,7 +58,14 @@ class BinlogPosition:
 
     @classmethod
     def decode(cls, raw: bytes) -> BinlogPosition:
-        data = json.loads(raw)
+        """The position in `raw`, or ValueError saying why it is not one (never another
+        error: a checkpoint is read from a topic, which anyone with access can write to)."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"not a binlog position (not JSON: {exc}): {raw[:200]!r}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"not a binlog position (not a JSON object): {raw[:200]!r}")
         if data.get("v") != 1 or not isinstance(data.get("file"), str):
             raise ValueError(f"not a binlog position of version 1: {raw[:200]!r}")
         if not isinstance(data.get("pos"), int) or data["pos"] < 4:

@@ -122,6 +122,8 @@ def parse_envelope(
         data = json.loads(record)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise InvalidEvent(f"not UTF-8 JSON: {exc}") from None
+    except RecursionError:  # a deeply nested array or object: still a record, not a crash
+        raise InvalidEvent("not UTF-8 JSON we read: nested too deeply") from None
     if not isinstance(data, dict):
         raise InvalidEvent("not a JSON object")
     found = data.get("v")

@@ -95,8 +95,11 @@ async def send_batched(
     return sent
 
 
-def _room(key: bytes | None) -> int:
-    return int.from_bytes(key or b"", "big")
+def room_of_key(key: bytes | None) -> int:
+    """The room a record's key names, or 0 (no room) when the key is not the 8 bytes every
+    producer of ours writes: a record with a foreign key is still read (its value says what it
+    is), and its dead letter, if any, must not fail on a room id past 2^64."""
+    return int.from_bytes(key, "big") if key is not None and len(key) == 8 else 0
 
 
 class KafkaEventLog:
@@ -174,7 +177,7 @@ class KafkaEventLog:
         except KafkaError as exc:
             raise self._unavailable(exc) from exc
         return [
-            LogRecord(partition, r.offset, _room(r.key), r.value or b"")
+            LogRecord(partition, r.offset, room_of_key(r.key), r.value or b"")
             for r in batches.get(tp, [])
         ]
 

@@ -39,7 +39,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from legacy_adapters.database import make_engine
 from legacy_adapters.monolith_reader import MariaDbMonolithReader
 from legacy_adapters.settings import LegacyDatabaseSettings
-from newcore.adapters.kafka_event_log import ensure_topic, send_batched
+from newcore.adapters.kafka_event_log import ensure_topic, room_of_key, send_batched
 from newcore.domain.partitioning import partition_for
 from newcore.entrypoints.kafka_worker import (
     PartitionBackoff,
@@ -298,8 +298,7 @@ class CaptureWorker:
                 self._backoff.put_back(tp, records[0].offset)
             return
         batch = [
-            LogRecord(tp.partition, r.offset, int.from_bytes(r.key or b"", "big"), r.value or b"")
-            for r in records
+            LogRecord(tp.partition, r.offset, room_of_key(r.key), r.value or b"") for r in records
         ]
         for piece in split_by_ranges(batch, self._settings.max_ranges_per_transaction):
             if not await self._capture_piece(tp, piece):

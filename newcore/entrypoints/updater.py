@@ -29,7 +29,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from newcore.adapters.hbase_read_store import HBaseReadStore, ensure_tables
-from newcore.adapters.kafka_event_log import ensure_topic, send_batched
+from newcore.adapters.kafka_event_log import ensure_topic, room_of_key, send_batched
 from newcore.domain.partitioning import partition_for
 from newcore.entrypoints.kafka_worker import (
     PartitionBackoff,
@@ -193,7 +193,7 @@ class Updater:
         if not batches:
             return
         batch = [
-            LogRecord(tp.partition, r.offset, int.from_bytes(r.key or b"", "big"), r.value or b"")
+            LogRecord(tp.partition, r.offset, room_of_key(r.key), r.value or b"")
             for tp, records in batches.items()
             for r in records
         ]

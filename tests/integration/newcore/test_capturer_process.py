@@ -189,6 +189,18 @@ def test_each_hint_captured_exactly_once_across_a_kill_9(setup: Setup, tmp_path:
         lambda: setup.metric('chat_capturer_dead_letters_total{source="hints"}') == before + 1,
         "the bad hint counted",
     )
+    # A foreign record: a 12-byte key (no room id) and JSON nested past any parser's depth.
+    asyncio.run(topics.send_raw(setup.kafka, setup.hints, 2, b"k" * 12, b"[" * 4000))
+    capturer.eventually(
+        lambda: setup.metric('chat_capturer_dead_letters_total{source="hints"}') == before + 2,
+        "the foreign hint counted",
+    )
+    foreign = [
+        v
+        for v in setup.dead_letters()
+        if v["reason"] == "not UTF-8 JSON we read: nested too deeply"
+    ]
+    assert [letter["room_id"] for letter in foreign] == ["0"]
 
     # Later writes, hinted: an edit, a soft delete and a purge reach the events too.
     setup.arrange.update(7, body="edited", update_time=1_700_000_100)

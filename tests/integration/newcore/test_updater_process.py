@@ -99,6 +99,8 @@ def test_applies_dead_letters_survives_kill_9_and_serves_ops(setup: Setup) -> No
             [*upserts(room, range(1, 201), "v1", 1), (room, b'{"v": 99}')],
         )
     )
+    # A foreign record: a 12-byte key (no room id) and JSON nested past any parser's depth.
+    asyncio.run(topics.send_raw(setup.kafka, setup.events_topic, 3, b"k" * 12, b"[" * 5000))
     updater = setup.updater.start()
     try:
         updater.eventually(lambda: len(store.latest(room, 1000)) == 200, "200 messages in HBase")
@@ -107,11 +109,13 @@ def test_applies_dead_letters_survives_kill_9_and_serves_ops(setup: Setup) -> No
         assert health["ok"] is True and health["read_store"] == "up"
         metrics = updater.ops("/metrics")[1].decode()
         assert "chat_updater_events_applied_total 200.0" in metrics
-        assert "chat_updater_dead_letters_total 1.0" in metrics
+        assert "chat_updater_dead_letters_total 2.0" in metrics
         dead = asyncio.run(read_topic(setup, setup.dead_topic))
-        assert [json.loads(r.value)["reason"] for r in dead] == [
-            "unknown event version 99 (this reader knows 1)"
-        ]
+        assert sorted((json.loads(r.value)["room_id"], json.loads(r.value)["reason"])
+                      for r in dead) == [
+            ("0", "not UTF-8 JSON we read: nested too deeply"),
+            (str(room), "unknown event version 99 (this reader knows 1)"),
+        ]  # fmt: skip
 
         updater.kill9()
         later = [

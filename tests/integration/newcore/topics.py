@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from newcore.adapters.kafka_event_log import KafkaEventLog, ensure_topic
 from newcore.ports import LogRecord
@@ -20,6 +20,19 @@ async def append(
         await log.append(records)
     finally:
         await log.close()
+
+
+async def send_raw(
+    kafka: KafkaSettings, topic: str, partition: int, key: bytes | None, value: bytes
+) -> None:
+    """One record with any key, to one partition: what a foreign producer could write (every
+    producer of ours keys by the 8-byte room id and picks the room's partition)."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key, partition=partition)
+    finally:
+        await producer.stop()
 
 
 async def read_all(kafka: KafkaSettings, topic: str, partitions: int) -> list[LogRecord]:

@@ -48,6 +48,7 @@ def test_a_position_round_trips_and_a_bad_one_is_refused() -> None:
     assert str(position) == "mariadb-bin.000012:4567"
     assert BinlogPosition("mariadb-bin.000002", 9) < BinlogPosition("mariadb-bin.000010", 4)
     for bad in (b'{"v": 2, "file": "f", "pos": 4}', b'{"v": 1, "file": "f", "pos": 3}',
-                b'{"v": 1, "file": 7, "pos": 4}', b'{"v": 1, "file": "f", "pos": "4"}'):  # fmt: skip
+                b'{"v": 1, "file": 7, "pos": 4}', b'{"v": 1, "file": "f", "pos": "4"}',
+                b"", b"\xff", b"[1]", b'"f"', b"[" * 5000):  # fmt: skip
         with pytest.raises(ValueError, match="binlog"):
             BinlogPosition.decode(bad)

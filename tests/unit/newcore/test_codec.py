@@ -53,6 +53,11 @@ def mutated(**changes: object) -> bytes:
         (b"\xff\xfe", "not UTF-8 JSON"),
         (b"{not json", "not UTF-8 JSON"),
         (b"[1, 2]", "not a JSON object"),
+        (b"[" * 5000, "nested too deeply"),  # msgspec and the stdlib both give up on depth
+        (
+            mutated(colour=0).replace(b'"colour": 0', b'"colour": ' + b"[" * 3000 + b"]" * 3000),
+            "nested too deeply",
+        ),  # hidden in a field the reader does not know
         (mutated(v=2), "unknown event version 2 (this reader knows 1)"),
         (mutated(v=...), "unknown event version None"),
         (mutated(v=True), "unknown event version True"),

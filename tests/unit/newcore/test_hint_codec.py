@@ -51,6 +51,7 @@ def mutated(**changes: object) -> bytes:
         (mutated(first_message_id="0"), "first_message_id: '0' is not an id"),
         (mutated(first_message_id="30"), "0 < first <= last"),
         (b" " * 5000, "exceeds 4096"),
+        (b"[" * 4000, "nested too deeply"),
     ],
 )
 def test_malformed_hints_are_refused_with_a_reason(record: bytes, reason: str) -> None:
