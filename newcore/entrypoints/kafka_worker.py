@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError, KafkaTimeoutError
+from aiokafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 from prometheus_client import Gauge
 
 from newcore.ports import EventLogMisconfigured, EventLogUnavailable, ReadStoreUnavailable
@@ -41,7 +41,10 @@ class PartitionBackoff:
 
     def put_back(self, tp: TopicPartition, offset: int) -> int:
         """Pauses the partition at `offset` and schedules its resumption; returns the backoff
-        (ms). Nothing of the batch was committed, so nothing is lost."""
+        (ms). Nothing of the batch was committed, so nothing is lost. A partition no longer
+        assigned is left alone (0): its next owner reads it from the committed offset."""
+        if tp not in self._consumer.assignment():
+            return 0
         backoff = min(self._paused.get(tp, self._backoff_ms // 2) * 2, self._max_backoff_ms)
         self._paused[tp] = backoff
         self._paused_gauge.set(len(self._paused))
@@ -73,7 +76,10 @@ async def update_lag(consumer: AIOKafkaConsumer, lag: Gauge) -> None:
     for tp in consumer.assignment():
         end = consumer.last_stable_offset(tp)
         if end is not None:
-            lag.labels(partition=str(tp.partition)).set(max(0, end - await consumer.position(tp)))
+            with contextlib.suppress(IllegalStateError):  # revoked while this awaited
+                lag.labels(partition=str(tp.partition)).set(
+                    max(0, end - await consumer.position(tp))
+                )
 
 
 def fetch_silence_s(consumer: AIOKafkaConsumer | None, idle: bool) -> float | None:

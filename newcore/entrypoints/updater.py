@@ -100,6 +100,9 @@ class Updater:
         self._kafka_ok = False  # until it has joined its group
         self._last_batch_at = 0.0
         self._idle = False  # the last poll returned no record
+        # Held while a poll is applied and committed; a revocation waits for it, so that a
+        # rebalance never takes a partition away between its puts and its commit.
+        self._applying = asyncio.Lock()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -132,7 +135,8 @@ class Updater:
                     while not self._stopping.is_set():
                         batches = await consumer.getmany(timeout_ms=500, max_records=s.max_records)
                         self._idle = not any(batches.values())
-                        await self._apply(consumer, producer, backoff, batches)
+                        async with self._applying:
+                            await self._apply(consumer, producer, backoff, batches)
                         await update_lag(consumer, LAG)
                 finally:
                     await stop_quietly(consumer)
@@ -157,7 +161,7 @@ class Updater:
         )  # fmt: skip
         backoff = PartitionBackoff(consumer, s.backoff_ms, s.max_backoff_ms, PAUSED)
         self._backoff, self._consumer = backoff, consumer
-        consumer.subscribe([s.events_topic], listener=_ForgetRevoked(backoff))
+        consumer.subscribe([s.events_topic], listener=_Revocation(backoff, self._applying))
         seconds = self._kafka.request_timeout_ms / 1000
         try:
             await within(seconds, producer.start(), "starting the producer")
@@ -255,14 +259,19 @@ class Updater:
         )  # fmt: skip
 
 
-class _ForgetRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
-    """A revoked partition is no longer ours to pause or resume."""
+class _Revocation(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Partitions are given up only between polls: the revocation waits for the poll being
+    applied to be committed (or put back). Without that, a rebalance during a long HBase call
+    made the commit and the pause raise IllegalStateError ("not assigned") and the updater
+    exit. A revoked partition is then no longer ours to pause or resume."""
 
-    def __init__(self, backoff: PartitionBackoff) -> None:
+    def __init__(self, backoff: PartitionBackoff, applying: asyncio.Lock) -> None:
         self._backoff = backoff
+        self._applying = applying
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._backoff.forget(revoked)
+        async with self._applying:
+            self._backoff.forget(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         return None

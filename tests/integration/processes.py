@@ -102,9 +102,10 @@ class Service:
 
 
 class Relay:
-    """A TCP relay to a real server that can be cut and restored, in a thread of its own.
-    `port`: where it listens (a free one if not given; Kafka's relayed listener advertises a
-    fixed one)."""
+    """A TCP relay to a real server that can be cut and restored, or stalled (connections
+    stay open, nothing gets through: a server that hangs), in a thread of its own. `port`:
+    where it listens (a free one if not given; Kafka's relayed listener advertises a fixed
+    one)."""
 
     def __init__(self, target_port: int, port: int | None = None) -> None:
         self.port = port or free_port()
@@ -112,11 +113,14 @@ class Relay:
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
         threading.Thread(target=self._loop.run_forever, daemon=True).start()
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                await self._flowing.wait()
                 writer.write(data)
                 await writer.drain()
         except ConnectionError:
@@ -141,6 +145,20 @@ class Relay:
             self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
         self._call(start)
+
+    def stall(self) -> None:
+        async def stall() -> None:
+            self._flowing.clear()
+
+        self._call(stall)
+
+    def flow(self) -> None:
+        """Ends a stall: what was held back goes through."""
+
+        async def flow() -> None:
+            self._flowing.set()
+
+        self._call(flow)
 
     def cut(self) -> None:
         async def cut() -> None:

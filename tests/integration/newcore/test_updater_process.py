@@ -81,6 +81,12 @@ async def read_topic(setup: Setup, topic: str) -> list[LogRecord]:
     return await topics.read_all(setup.kafka, topic, PARTITIONS)
 
 
+def committed_everything(setup: Setup) -> bool:
+    """The group's committed offsets reach the end of the events topic."""
+    group = setup.env["MIG_UPDATER_GROUP"]
+    return asyncio.run(topics.unconsumed(setup.kafka, setup.events_topic, PARTITIONS, group)) == 0
+
+
 def msg(room: int, mid: int, body: str) -> Message:
     return Message(room, mid, 3, body, 1_700_000_000, 0)
 
@@ -198,12 +204,7 @@ def test_a_kafka_outage_puts_batches_back_without_busy_looping_and_loses_no_posi
             "every event applied once Kafka is back", seconds=120,
         )  # fmt: skip
         assert store.latest(93, 1000) == [msg(93, m, "v1") for m in range(1, 751)]
-        updater.eventually(
-            lambda: asyncio.run(topics.unconsumed(
-                setup.kafka, setup.events_topic, PARTITIONS, setup.env["MIG_UPDATER_GROUP"]
-            )) == 0,
-            "every record committed",
-        )  # fmt: skip
+        updater.eventually(lambda: committed_everything(setup), "every record committed")
         updater.eventually(lambda: updater.ops("/healthz")[0] == 200, "healthy again")
         assert updater.stop() == 0
     finally:
@@ -251,3 +252,53 @@ def test_an_idle_updater_cut_off_from_kafka_is_unhealthy(
     kafka_relay.start()
     updater.eventually(lambda: updater.ops("/healthz")[0] == 200, "healthy again")
     assert updater.stop() == 0
+
+
+def test_a_rebalance_while_a_poll_is_applied_waits_for_its_commit(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """A second updater joins while the first is inside an HBase call (its HBase stalled):
+    the first gives its partitions up only after that poll is committed, and neither exits.
+    (Before, the revocation went through at once; the late commit and the pause of the
+    revoked partitions raised IllegalStateError and the first updater exited 4.)"""
+    rooms = range(60, 64)
+    asyncio.run(append(setup, setup.events_topic, [
+        record for room in rooms for record in upserts(room, range(1, 501), "v1", 1)
+    ]))  # fmt: skip
+    store = HBaseReadStore(setup.hbase)
+    relay = Relay(setup.hbase.thrift_port)
+    relay.start()
+    first = setup.updater.start(
+        MIG_HBASE_THRIFT_PORT=str(relay.port), MIG_UPDATER_MAX_RECORDS="50",
+        MIG_HBASE_TIMEOUT_MS="20000",
+    )  # fmt: skip
+    second_port = free_port()
+    (tmp_path / "second").mkdir()
+    second = Service(
+        "newcore.entrypoints.updater",
+        {**setup.env, "MIG_UPDATER_OPS_PORT": str(second_port)},
+        (tmp_path / "second").resolve(),
+        second_port,
+    )
+    try:
+        first.eventually(lambda: len(store.latest(60, 1000)) >= 50, "some polls applied")
+        relay.stall()
+        time.sleep(1)  # the first updater is now inside a call that hangs
+        second.start(MIG_UPDATER_MAX_RECORDS="50")
+        second.eventually(lambda: second.ops("/healthz")[0] == 200, "the second one up")
+        time.sleep(3)  # the group is rebalancing; the first is still stuck
+        relay.flow()
+        first.eventually(
+            lambda: all(len(store.latest(room, 1000)) == 500 for room in rooms),
+            "every event applied by the two", seconds=120,
+        )  # fmt: skip
+        first.eventually(lambda: committed_everything(setup), "every record committed")
+        assert first.alive, first.log()[-3000:]
+        assert second.alive, second.log()[-3000:]
+        assert "Traceback" not in first.log()
+        assert first.stop() == 0
+        assert second.stop() == 0
+    finally:
+        second.ensure_gone()
+        relay.cut()
+        store.close()
