@@ -284,14 +284,20 @@ class CaptureWorker:
         self, tp: TopicPartition, records: list[Any], sought: int | None
     ) -> None:
         """Captures the batch piece by piece. `sought`: the offset the partition was sought to
-        while this batch was being polled. A batch that does not start there was fetched
-        before the seek (the consumer is already back at `sought`): it is dropped and fetched
-        again. One that does was fetched after it, or the seek changed nothing; either way the
-        consumer is put right after the batch once it is captured."""
+        while this batch was being polled. A batch that does not start there was either
+        fetched before the seek, or after it with `sought` holding no record to read (a
+        transaction marker, or records of an aborted transaction: read_committed skips them).
+        The two cannot be told apart, and in the second case the consumer is already past the
+        batch, so it is dropped and the partition sought back to `sought`: fetched again, it
+        is captured on the next poll. A batch that starts at `sought` was fetched after the
+        seek, or the seek changed nothing; either way the consumer is put right after the
+        batch once it is captured."""
         if not records:
             return
         assert self._backoff is not None and self._consumer is not None
         if sought is not None and records[0].offset != sought:
+            if tp in self._consumer.assignment():  # not taken away by a rebalance since
+                self._consumer.seek(tp, sought)
             return
         if tp not in self._owners:
             if tp not in self._fenced:
