@@ -42,11 +42,16 @@ async def last_checkpoint(settings: KafkaSettings, topic: str, key: bytes) -> by
             start = max(begin, stop - _TAIL)
             consumer.seek(tp, start)
             found: bytes | None = None
-            while (position := await consumer.position(tp)) < stop:
+            # Every offset below `end` (the last stable offset) is decided, so each fetch
+            # moves the position on: past records, and past transaction markers and aborted
+            # records, which read_committed skips without returning anything. A fetch that
+            # returns nothing and moves nothing is a slow broker, not the end: it is asked
+            # again (the caller bounds the whole read). Taking it for the end once made a
+            # slow read look like "no checkpoint", and the binlog source jumped to the
+            # binlog's end, skipping every write in between.
+            while await consumer.position(tp) < stop:
                 batches = await consumer.getmany(tp, timeout_ms=1000)
                 records = [r for r in batches.get(tp, []) if r.offset < stop]
-                if not records and await consumer.position(tp) == position:
-                    break  # only markers or aborted records remain before `stop`
                 found = next((r.value for r in reversed(records) if r.key == key), found)
             if found is not None:
                 return found
