@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from legacy_adapters.binlog import BinlogPosition, hints_from_row
+from legacy_adapters.binlog import BinlogPosition, hints_from_row, logging_refusal
 from newcore.domain.hints import CursorHint, MessageHint
 from newcore.domain.model import MAX_ID
 
@@ -52,3 +52,24 @@ def test_a_position_round_trips_and_a_bad_one_is_refused() -> None:
                 b"", b"\xff", b"[1]", b'"f"', b"[" * 5000):  # fmt: skip
         with pytest.raises(ValueError, match="binlog"):
             BinlogPosition.decode(bad)
+
+
+@pytest.mark.parametrize(
+    ("row", "refusal"),
+    [
+        ((1, "ROW", "FULL", "FULL", 0), None),
+        ((1, "row", "full", "full", 0), None),
+        ((0, "ROW", "FULL", "FULL", 0), "binary logging is off"),
+        ((1, "MIXED", "FULL", "FULL", 0), "must log binlog_format=ROW (found binlog_format=MIXED)"),
+        ((1, "ROW", "MINIMAL", "NO_LOG", 0), "binlog_row_image=FULL, binlog_row_metadata=FULL"),
+        ((1, "ROW", "FULL", "FULL", 1), "log_bin_compress=ON"),
+    ],
+)
+def test_a_binlog_that_cannot_give_every_hint_is_refused(
+    row: tuple[object, ...], refusal: str | None
+) -> None:
+    found = logging_refusal(row)
+    if refusal is None:
+        assert found is None
+    else:
+        assert found is not None and refusal in found
