@@ -137,7 +137,7 @@ async def play(program: list[tuple[Any, ...]], rig: Rig) -> None:
     for room in rooms:
         rig.legacy.add_room(room)
     hints, events, dead, store = rig.hints, rig.events, rig.dead, rig.store
-    capturer = Capturer(rig.reader, range_page=2)  # small pages: follow-up ranges happen
+    capturer = Capturer(rig.reader, partitions=PARTITIONS, range_page=2)  # small pages: follow-ups
     m = rig.legacy.truth
     t = rig.timeout_ms
 

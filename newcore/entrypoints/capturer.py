@@ -124,8 +124,9 @@ class CaptureWorker:
         self._settings = settings
         self._kafka = kafka
         self._capturer = Capturer(
-            reader, range_page=settings.range_page, max_event_bytes=settings.max_event_bytes
-        )
+            reader, partitions=settings.partitions, range_page=settings.range_page,
+            max_event_bytes=settings.max_event_bytes,
+        )  # fmt: skip
         self._log = configure_logging("capturer")
         self._stopping = asyncio.Event()
         # Held while batches are captured; the rebalance listener takes it before giving

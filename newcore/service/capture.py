@@ -22,6 +22,7 @@ from newcore.codec import encode
 from newcore.domain.dead_letters import DeadLetter
 from newcore.domain.events import CursorMoved, Event, MessageDeleted, MessageUpserted
 from newcore.domain.hints import CursorHint, Hint, MessageHint, RangeHint
+from newcore.domain.partitioning import partition_for
 from newcore.hint_codec import InvalidHint, decode_hint, encode_hint
 from newcore.ports import LogRecord, MonolithReader
 
@@ -76,13 +77,21 @@ class Capturer:
     repaired, and the dead letter says so."""
 
     def __init__(
-        self, reader: MonolithReader, *, range_page: int = 1000, max_event_bytes: int = 1_000_000
+        self,
+        reader: MonolithReader,
+        *,
+        partitions: int,
+        range_page: int = 1000,
+        max_event_bytes: int = 1_000_000,
     ) -> None:
+        if partitions < 1:
+            raise ValueError("partitions must be at least 1")
         if range_page < 1:
             raise ValueError("range_page must be at least 1")
         if max_event_bytes < 1:
             raise ValueError("max_event_bytes must be at least 1")
         self._reader = reader
+        self._partitions = partitions
         self._range_page = range_page
         self._max_event_bytes = max_event_bytes
 
@@ -112,7 +121,16 @@ class Capturer:
         cursors: dict[tuple[int, int], None] = {}
         ranges: list[RangeHint] = []
         for record, hint in hints:
-            if hint.room_id not in rooms:
+            home = partition_for(hint.room_id, self._partitions)
+            if home != record.partition:
+                outcome.dead_letters.append(
+                    DeadLetter("hints", hint.room_id, f"room {hint.room_id} belongs to partition "
+                               f"{home}, this hint came on {record.partition}: its position cannot "
+                               "be ordered with the room's other captures (a producer that does "
+                               "not key by room?)", record.partition, record.position,
+                               record=record.value)
+                )  # fmt: skip
+            elif hint.room_id not in rooms:
                 outcome.dead_letters.append(
                     DeadLetter("hints", hint.room_id, f"room {hint.room_id} does not exist in the monolith",
                                record.partition, record.position, record=record.value)
@@ -133,7 +151,7 @@ class Capturer:
 
     def _encode(self, outcome: CaptureOutcome) -> None:
         kept: list[Event] = []
-        for event in outcome.events:
+        for event in _last_per_key(outcome.events):
             record = encode(event)
             if len(record) <= self._max_event_bytes:
                 kept.append(event)
@@ -190,3 +208,27 @@ class Capturer:
             outcome.follow_ups.append(
                 RangeHint(hint.room_id, page.last_seen + 1, hint.last_message_id)
             )
+
+
+def _last_per_key(events: list[Event]) -> list[Event]:
+    """The last event of each message and each cursor, in the order of those last events.
+
+    One batch can read a message twice (a message hint and a range hint naming it) and, with an
+    edit in between, see two states that carry the same capture position. The read store
+    cannot order equal positions, so a late write of the first state (a redelivery, or an
+    updater that lost its partition mid-call) could hide the second for good. Only the last
+    read leaves the batch."""
+    last: dict[tuple[str, int, int], int] = {}
+    for index, event in enumerate(events):
+        last[_key(event)] = index
+    if len(last) == len(events):
+        return events
+    return [events[index] for index in sorted(last.values())]
+
+
+def _key(event: Event) -> tuple[str, int, int]:
+    if isinstance(event, MessageUpserted):
+        return "message", event.message.room_id, event.message.message_id
+    if isinstance(event, MessageDeleted):
+        return "message", event.room_id, event.message_id
+    return "cursor", event.cursor.room_id, event.cursor.account_id
