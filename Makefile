@@ -28,7 +28,7 @@ integration: up
 bench: up  ## performance figures, each beside its baseline (bench/README.md); needs the seeded data
 	$(VENV)/chat-seed --messages $(MESSAGES) --seed $(SEED)
 	bash bench/monolith_baseline.sh
-	$(VENV)/python bench/pipeline.py
+	$(VENV)/python -m bench.pipeline
 
 up:
 	@bash deploy/stack.sh up

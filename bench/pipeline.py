@@ -10,7 +10,7 @@
    sends a hint for each (as the gateway will); an observer polls HBase for each message. The
    same again with no hints from the writer and `chat-binlog-source` reading the binlog.
 
-Run it with `make bench` (or `.venv/bin/python bench/pipeline.py --help`). It uses the data
+Run it with `make bench` (or `.venv/bin/python -m bench.pipeline --help`). It uses the data
 set `make demo` seeds, and cleans up its topics and tables.
 """
 
@@ -42,29 +42,27 @@ from aiokafka.admin import AIOKafkaAdminClient
 from sqlalchemy import text
 from tqdm import tqdm
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from legacy_adapters.database import make_engine  # noqa: E402
-from legacy_adapters.monolith_reader import RANGE_SQL, MariaDbMonolithReader  # noqa: E402
-from legacy_adapters.settings import LegacyDatabaseSettings  # noqa: E402
-from newcore.adapters import hbase_schema as schema  # noqa: E402
-from newcore.adapters.hbase_read_store import (  # noqa: E402
+from legacy_adapters.adapters.mariadb.engine import make_engine
+from legacy_adapters.adapters.mariadb.monolith_reader import RANGE_SQL, MariaDbMonolithReader
+from legacy_adapters.settings import LegacyDatabaseSettings
+from newcore.adapters.hbase import schema
+from newcore.adapters.hbase.read_store import (
     HBaseReadStore,
     drop_tables,
     ensure_tables,
     message_cells,
 )
-from newcore.adapters.kafka_event_log import KafkaEventLog, ensure_topic  # noqa: E402
-from newcore.domain.hints import MessageHint, RangeHint  # noqa: E402
-from newcore.domain.model import MAX_ID  # noqa: E402
-from newcore.domain.partitioning import partition_for  # noqa: E402
-from newcore.hint_codec import encode_hint  # noqa: E402
-from newcore.settings import HBaseSettings, KafkaSettings  # noqa: E402
-from tests.integration.conftest import Stack  # noqa: E402
-from tests.integration.legacy_adapters.scratch_db import scratch_database  # noqa: E402
-from tests.integration.processes import free_port  # noqa: E402
+from newcore.adapters.kafka.event_log import KafkaEventLog, ensure_topic
+from newcore.domain.hints import MessageHint, RangeHint
+from newcore.domain.model import MAX_ID
+from newcore.domain.partitioning import partition_for
+from newcore.settings import HBaseSettings, KafkaSettings
+from newcore.wire.hints import encode_hint
+from tests.support.processes import free_port
+from tests.support.scratch_db import scratch_database
+from tests.support.stack import Stack
 
+ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 16
 RANGE_ROWS = 1000
 
@@ -492,7 +490,7 @@ def latency(run: Run, rate: int, seconds: int, via_binlog: bool) -> None:
             start("newcore.entrypoints.updater", env, "MIG_UPDATER_OPS_PORT", run.logs, label),
         ]
         if via_binlog:
-            binlog_module = "newcore.entrypoints.binlog_source"
+            binlog_module = "legacy_adapters.entrypoints.binlog_source"
             processes.append(start(binlog_module, env, "MIG_BINLOG_OPS_PORT", run.logs, label))
         try:
             committed, seen = measure(run, database, names["hints"], hbase, rooms, rate, seconds,

@@ -2,7 +2,7 @@
 # Prints where each part of the stack answers and a short walk-through to try with curl.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SEED="${1:-42}"
-TOKEN=$("$VENV_DIR/bin/python" -c "from legacy_adapters.seeding.world import token_for; print(token_for($SEED, 1))")
+TOKEN=$("$VENV_DIR/bin/python" -c "from legacy_adapters.service.seeding.world import token_for; print(token_for($SEED, 1))")
 URL="http://127.0.0.1:$MONOLITH_PORT"
 cat <<TEXT
 

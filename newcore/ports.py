@@ -9,13 +9,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from newcore.domain.capture import RowProblem
 from newcore.domain.events import Event
 from newcore.domain.model import Message, ReadCursor
+from newcore.errors import (
+    EventLogMisconfigured,
+    EventLogUnavailable,
+    MonolithUnavailable,
+    ReadStoreUnavailable,
+)
 
-
-class ReadStoreUnavailable(Exception):
-    """The store cannot be reached or answered with an error; the call may be retried as is."""
+__all__ = [
+    "EventLogMisconfigured",
+    "EventLogUnavailable",
+    "MonolithUnavailable",
+    "ReadStoreUnavailable",
+]
+from newcore.domain.row_problems import RowProblem
 
 
 class ReadStore(Protocol):
@@ -56,15 +65,6 @@ class ReadStore(Protocol):
     def close(self) -> None:
         """Releases connections; the store is not used afterwards."""
         ...
-
-
-class EventLogUnavailable(Exception):
-    """The log cannot be reached or refused the call; the call may be retried as is."""
-
-
-class EventLogMisconfigured(Exception):
-    """The log is reachable but set up against our settings (a topic with another partition
-    count: rooms would change partition). Retrying cannot help; an operator must."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +110,6 @@ class EventLog(Protocol):
     async def close(self) -> None:
         """Releases connections and files; the log is not used afterwards."""
         ...
-
-
-class MonolithUnavailable(Exception):
-    """The monolith's database cannot be reached or failed the read; retry later as is."""
 
 
 @dataclass(frozen=True, slots=True)

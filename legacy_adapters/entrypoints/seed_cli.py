@@ -14,9 +14,9 @@ from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from tqdm import tqdm
 
-from legacy_adapters.database import make_engine
-from legacy_adapters.seeding.loader import SeedRefused, reset, seed
-from legacy_adapters.seeding.world import SeedPlan, build_world, token_for
+from legacy_adapters.adapters.mariadb.engine import make_engine
+from legacy_adapters.service.seeding.loader import SeedRefused, reset, seed
+from legacy_adapters.service.seeding.world import SeedPlan, build_world, token_for
 from legacy_adapters.settings import LegacyDatabaseSettings
 from newcore.settings import setting_error
 

@@ -36,12 +36,11 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from legacy_adapters.database import make_engine
-from legacy_adapters.monolith_reader import MariaDbMonolithReader
+from legacy_adapters.adapters.mariadb.engine import make_engine
+from legacy_adapters.adapters.mariadb.monolith_reader import MariaDbMonolithReader
 from legacy_adapters.settings import LegacyDatabaseSettings
-from newcore.adapters.kafka_event_log import ensure_topic, room_of_key, send_batched
-from newcore.domain.partitioning import partition_for
-from newcore.entrypoints.kafka_worker import (
+from newcore.adapters.kafka.event_log import ensure_topic, room_of_key, send_batched
+from newcore.adapters.kafka.group import (
     PartitionBackoff,
     group_consumer,
     kafka_up,
@@ -52,7 +51,8 @@ from newcore.entrypoints.kafka_worker import (
     update_lag,
     within,
 )
-from newcore.observability import configure_logging, serve_ops
+from newcore.adapters.ops import configure_logging, serve_ops
+from newcore.domain.partitioning import partition_for
 from newcore.ports import EventLogUnavailable, LogRecord, MonolithReader, MonolithUnavailable
 from newcore.service.capture import CaptureOutcome, Capturer, split_by_ranges
 from newcore.settings import KafkaSettings, setting_error

@@ -10,8 +10,8 @@ import sys
 
 from pydantic import ValidationError
 
-from newcore.adapters.hbase_read_store import ensure_tables
-from newcore.adapters.hbase_schema import FAMILIES
+from newcore.adapters.hbase.read_store import ensure_tables
+from newcore.adapters.hbase.schema import FAMILIES
 from newcore.ports import ReadStoreUnavailable
 from newcore.settings import HBaseSettings, setting_error
 

@@ -28,10 +28,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from newcore.adapters.hbase_read_store import HBaseReadStore, ensure_tables
-from newcore.adapters.kafka_event_log import ensure_topic, room_of_key, send_batched
-from newcore.domain.partitioning import partition_for
-from newcore.entrypoints.kafka_worker import (
+from newcore.adapters.hbase.read_store import HBaseReadStore, ensure_tables
+from newcore.adapters.kafka.event_log import ensure_topic, room_of_key, send_batched
+from newcore.adapters.kafka.group import (
     PartitionBackoff,
     group_consumer,
     kafka_up,
@@ -41,7 +40,8 @@ from newcore.entrypoints.kafka_worker import (
     update_lag,
     within,
 )
-from newcore.observability import configure_logging, serve_ops
+from newcore.adapters.ops import configure_logging, serve_ops
+from newcore.domain.partitioning import partition_for
 from newcore.ports import LogRecord, ReadStore, ReadStoreUnavailable
 from newcore.service.update import apply_records
 from newcore.settings import HBaseSettings, KafkaSettings, setting_error

@@ -18,13 +18,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from newcore.codec import encode
 from newcore.domain.dead_letters import DeadLetter
 from newcore.domain.events import CursorMoved, Event, MessageDeleted, MessageUpserted
 from newcore.domain.hints import CursorHint, Hint, MessageHint, RangeHint
 from newcore.domain.partitioning import partition_for
-from newcore.hint_codec import InvalidHint, decode_hint, encode_hint
+from newcore.errors import InvalidHint
 from newcore.ports import LogRecord, MonolithReader
+from newcore.wire.events import encode
+from newcore.wire.hints import decode_hint, encode_hint
 
 
 @dataclass

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from newcore.codec import InvalidEvent, decode
 from newcore.domain.dead_letters import DeadLetter
 from newcore.domain.events import Event
+from newcore.errors import InvalidEvent
 from newcore.ports import LogRecord, ReadStore
+from newcore.wire.events import decode
 
 
 def apply_records(records: Sequence[LogRecord], store: ReadStore) -> list[DeadLetter]:

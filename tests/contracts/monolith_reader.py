@@ -12,7 +12,7 @@ from typing import Protocol
 
 import pytest
 
-from legacy_adapters.translation import LegacyMessageRow
+from legacy_adapters.domain.translation import LegacyMessageRow
 from newcore.domain.model import Message, ReadCursor
 from newcore.ports import MonolithReader
 

@@ -12,7 +12,7 @@ from typing import Any
 import happybase
 import pytest
 
-from tests.integration.conftest import Stack, require_port
+from tests.support.stack import Stack, require_port
 
 pytestmark = pytest.mark.services
 

@@ -13,7 +13,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from tests.integration.conftest import Stack, require_port
+from tests.support.stack import Stack, require_port
 
 pytestmark = pytest.mark.services
 

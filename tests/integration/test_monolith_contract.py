@@ -17,14 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.conftest import Stack, require_port
-from tests.integration.monolith_world import (
+from tests.support.monolith_world import (
     DEFAULT_AVATAR,
     Api,
     Member,
     MonolithWorld,
     limited_port,
 )
+from tests.support.stack import Stack, require_port
 
 pytestmark = pytest.mark.services
 

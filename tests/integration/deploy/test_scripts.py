@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import Stack, require_port
+from tests.support.stack import Stack, require_port
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine
 
 from legacy_adapters.settings import LegacyDatabaseSettings
-from tests.integration.conftest import Stack
-from tests.integration.legacy_adapters.scratch_db import scratch_database
+from tests.support.scratch_db import scratch_database
+from tests.support.stack import Stack
 
 
 @pytest.fixture

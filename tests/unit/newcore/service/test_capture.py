@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from legacy_adapters.memory_monolith import InMemoryMonolith
-from legacy_adapters.translation import LegacyMessageRow
+from legacy_adapters.adapters.embedded.memory_monolith import InMemoryMonolith
+from legacy_adapters.domain.translation import LegacyMessageRow
 from newcore.domain.events import MessageUpserted
 from newcore.domain.hints import Hint, MessageHint, RangeHint
 from newcore.domain.partitioning import partition_for
-from newcore.hint_codec import encode_hint
 from newcore.ports import LogRecord, MessageRead
 from newcore.service.capture import Capturer
+from newcore.wire.hints import encode_hint
 
 PARTITIONS = 4
 ROOM = 7

@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from newcore.adapters.file_event_log import FileEventLog
-from newcore.adapters.sqlite_read_store import SqliteReadStore
-from tests.convergence import PARTITIONS, Legacy, Rig, ops, play
+from newcore.adapters.embedded.file_event_log import FileEventLog
+from newcore.adapters.embedded.sqlite_read_store import SqliteReadStore
+from tests.support.convergence import PARTITIONS, Legacy, Rig, ops, play
 
 SCRATCH = Path("/dev/shm") if Path("/dev/shm").is_dir() else None  # fsync is free on tmpfs
 
