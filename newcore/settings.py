@@ -1,24 +1,28 @@
-"""Where the new core's real stores answer: typed settings read from MIG_* variables.
+"""The new core's settings: one typed object (`NewCoreSettings`), read once from MIG_*
+variables by the composition root (`newcore/bootstrap.py`) and passed in; nothing reads the
+environment anywhere else.
 
-The same variables configure deploy/ (deploy/lib.sh), so a process and the stack agree.
+Each value is declared once. The topics and their partition count are shared by every process
+that writes or reads them (the binlog source, the capturer, the updater, later the gateway and
+the jobs): they live in `TopicSettings` only, so a room cannot land in another partition because
+two processes were configured apart. The same variables configure deploy/ (deploy/lib.sh), so
+a process and the stack agree.
 """
 
 from __future__ import annotations
 
-from pydantic import Field, ValidationError
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from newcore.errors import Misconfigured
 
-class HBaseSettings(BaseSettings):
-    """The HBase Thrift 1 server (the one happybase speaks) and our tables' name prefix."""
+_TOPIC = r"^[A-Za-z0-9._-]{1,200}$"
 
-    model_config = SettingsConfigDict(env_prefix="MIG_HBASE_", extra="ignore", frozen=True)
 
-    host: str = "127.0.0.1"
-    thrift_port: int = Field(default=9090, ge=1, le=65535)
-    table_prefix: str = Field(default="chat", pattern=r"^[A-Za-z0-9_]{1,64}$")
-    pool_size: int = Field(default=4, ge=1, le=64)
-    timeout_ms: int = Field(default=30_000, ge=100)
+class SettingsError(Misconfigured):
+    """A bad setting, named by its variable; never its value (it may be a secret)."""
 
 
 class KafkaSettings(BaseSettings):
@@ -34,8 +38,110 @@ class KafkaSettings(BaseSettings):
     silence_ms: int = Field(default=15_000, ge=6000)
 
 
-def setting_error(exc: ValidationError) -> str:
-    """A bad setting named for a person: the field and what is wrong (never its value: it may
-    be a secret)."""
-    error = exc.errors()[0]
-    return f"bad setting: {error['loc'][0]}: {error['msg']}"
+class TopicSettings(BaseSettings):
+    """The topics every process shares, and their one partition count (a room's partition is
+    `partition_for(room, partitions)` on every topic: changing it moves rooms)."""
+
+    model_config = SettingsConfigDict(env_prefix="MIG_TOPIC_", extra="ignore", frozen=True)
+
+    hints: str = Field(default="chat.hints", pattern=_TOPIC)
+    events: str = Field(default="chat.events", pattern=_TOPIC)
+    dead_letters: str = Field(default="chat.dead-letters", pattern=_TOPIC)
+    partitions: int = Field(default=16, ge=1, le=1024)
+
+
+class HBaseSettings(BaseSettings):
+    """The HBase Thrift 1 server (the one happybase speaks) and our tables' name prefix."""
+
+    model_config = SettingsConfigDict(env_prefix="MIG_HBASE_", extra="ignore", frozen=True)
+
+    host: str = "127.0.0.1"
+    thrift_port: int = Field(default=9090, ge=1, le=65535)
+    table_prefix: str = Field(default="chat", pattern=r"^[A-Za-z0-9_]{1,64}$")
+    pool_size: int = Field(default=4, ge=1, le=64)
+    timeout_ms: int = Field(default=30_000, ge=100)
+
+
+class WorkerSettings(BaseSettings):
+    """What every consumer-group worker has: its group, batch bound, ops endpoint and backoff."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    max_records: int = Field(default=2000, ge=1, le=100_000)
+    # 0.0.0.0 lets a probe from another host (a kubelet, a load balancer) reach /healthz.
+    ops_host: str = "127.0.0.1"
+    backoff_ms: int = Field(default=500, ge=10)
+    # The longest wait between two tries of a dependency that is down: recovery follows the
+    # outage's end within this bound (plus jitter), so it stays short.
+    max_backoff_ms: int = Field(default=2000, ge=10)
+    # How long the broker may hold a fetch with nothing new: a bound on latency when records
+    # trickle in (read_committed fetches wait for the transaction markers, not only the data).
+    fetch_max_wait_ms: int = Field(default=100, ge=0, le=5000)
+
+
+class CapturerSettings(WorkerSettings):
+    """`chat-capturer`: hints to full-state events, one Kafka transaction per batch."""
+
+    model_config = SettingsConfigDict(env_prefix="MIG_CAPTURER_", extra="ignore", frozen=True)
+
+    group: str = Field(default="chat-capturer", pattern=_TOPIC)
+    transactional_id_prefix: str = Field(
+        default="chat-capturer", pattern=r"^[A-Za-z0-9._-]{1,150}$"
+    )
+    range_page: int = Field(default=1000, ge=1, le=100_000)
+    max_ranges_per_transaction: int = Field(default=8, ge=1, le=1000)
+    # The largest event sent; larger ones become dead letters. At most what Kafka takes by
+    # default (max.message.bytes 1,048,588; aiokafka's max_request_size 1 MiB), less the
+    # record batch's framing.
+    max_event_bytes: int = Field(default=1_000_000, ge=1024, le=1_000_000)
+    transaction_timeout_ms: int = Field(default=60_000, ge=1000, le=900_000)
+    db_pool_size: int = Field(default=4, ge=1, le=64)
+    ops_port: int = Field(default=9312, ge=0, le=65535)
+
+
+class UpdaterSettings(WorkerSettings):
+    """`chat-updater`: events to the HBase read model."""
+
+    model_config = SettingsConfigDict(env_prefix="MIG_UPDATER_", extra="ignore", frozen=True)
+
+    group: str = Field(default="chat-updater", pattern=_TOPIC)
+    ops_port: int = Field(default=9311, ge=0, le=65535)
+
+
+class NewCoreSettings(BaseModel):
+    """Every setting of the new core's processes, one object."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kafka: KafkaSettings
+    topics: TopicSettings
+    hbase: HBaseSettings
+    capturer: CapturerSettings
+    updater: UpdaterSettings
+
+    @classmethod
+    def from_env(cls) -> NewCoreSettings:
+        """Reads the MIG_* variables; SettingsError names the first bad one."""
+        return cls(
+            kafka=read(KafkaSettings),
+            topics=read(TopicSettings),
+            hbase=read(HBaseSettings),
+            capturer=read(CapturerSettings),
+            updater=read(UpdaterSettings),
+        )
+
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def read(section: type[S]) -> S:
+    """One section from the environment, or SettingsError naming the variable and what is
+    wrong with it (never its value: it may be a secret)."""
+    try:
+        return section()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        prefix = section.model_config.get("env_prefix", "")
+        raise SettingsError(
+            f"bad setting: {prefix}{str(error['loc'][0]).upper()}: {error['msg']}"
+        ) from None

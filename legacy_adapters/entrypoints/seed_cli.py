@@ -10,15 +10,14 @@ import argparse
 import sys
 import time
 
-from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from tqdm import tqdm
 
-from legacy_adapters.adapters.mariadb.engine import make_engine
+from legacy_adapters import bootstrap
 from legacy_adapters.service.seeding.loader import SeedRefused, reset, seed
 from legacy_adapters.service.seeding.world import SeedPlan, build_world, token_for
 from legacy_adapters.settings import LegacyDatabaseSettings
-from newcore.settings import setting_error
+from newcore.settings import SettingsError, read
 
 MAX_MESSAGES = 5_000_000_000
 
@@ -62,12 +61,12 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        settings = LegacyDatabaseSettings()
-    except ValidationError as exc:
-        print(f"chat-seed: {setting_error(exc)}", file=sys.stderr)
+        settings = read(LegacyDatabaseSettings)
+    except SettingsError as exc:
+        print(f"chat-seed: {exc}", file=sys.stderr)
         return 2
     plan = SeedPlan.sized(args.messages, args.seed, rooms=args.rooms, accounts=args.accounts)
-    engine = make_engine(settings)
+    engine = bootstrap.seed_engine(settings)
     started = time.monotonic()
     try:
         if args.reset:

@@ -8,12 +8,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pydantic import ValidationError
-
 from newcore.adapters.hbase.read_store import ensure_tables
 from newcore.adapters.hbase.schema import FAMILIES
 from newcore.ports import ReadStoreUnavailable
-from newcore.settings import HBaseSettings, setting_error
+from newcore.settings import HBaseSettings, SettingsError, read
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +22,9 @@ def main(argv: list[str] | None = None) -> int:
         "MIG_HBASE_TABLE_PREFIX.",
     ).parse_args(argv)
     try:
-        settings = HBaseSettings()
-    except ValidationError as exc:
-        print(f"chat-read-model-init: {setting_error(exc)}", file=sys.stderr)
+        settings = read(HBaseSettings)
+    except SettingsError as exc:
+        print(f"chat-read-model-init: {exc}", file=sys.stderr)
         return 2
     try:
         created = ensure_tables(settings)

@@ -6,16 +6,15 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 from pydantic import SecretStr
 from sqlalchemy import Engine, text
 
 from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.settings import LegacyDatabaseSettings
-from tests.support.stack import Stack, require_port
+from tests.support.stack import REPO, Stack, require_port
 
-SCHEMA = Path(__file__).resolve().parents[3] / "deploy" / "monolith" / "schema.sql"
+SCHEMA = REPO / "deploy" / "monolith" / "schema.sql"
 
 
 def scratch_settings(stack: Stack) -> LegacyDatabaseSettings:

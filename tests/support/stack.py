@@ -6,8 +6,11 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parents[2]  # the checkout: deploy/, the scripts, the schema
 
 
 @dataclass(frozen=True)

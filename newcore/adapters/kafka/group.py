@@ -20,8 +20,15 @@ from typing import Protocol, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
 from prometheus_client import Gauge
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    RetryError,
+    retry_if_exception_type,
+    wait_random_exponential,
+)
 
-from newcore.ports import EventLogMisconfigured, EventLogUnavailable, ReadStoreUnavailable
+from newcore.errors import EventLogMisconfigured, EventLogUnavailable, Unavailable
 from newcore.settings import KafkaSettings
 
 
@@ -168,7 +175,44 @@ async def transact(
     await within(seconds, run(), "transaction")
 
 
-UNREACHABLE = (KafkaError, EventLogUnavailable, ReadStoreUnavailable)
+UNREACHABLE = (KafkaError, Unavailable)
+
+
+def retrying(
+    backoff_ms: int,
+    max_backoff_ms: int,
+    stopping: asyncio.Event,
+    waiting: Callable[[BaseException, int], None],
+    retry_on: tuple[type[BaseException], ...] = UNREACHABLE,
+) -> AsyncRetrying:
+    """Tries again, on `retry_on` errors only, until the call succeeds or `stopping` is set.
+
+    The wait doubles from `backoff_ms` up to `max_backoff_ms`, with full jitter (a random part
+    of it, at least half of `backoff_ms`): copies of a process restarted together do not hit a
+    recovering broker in step, and the end of an outage is followed within `max_backoff_ms`.
+    `waiting(error, wait_ms)` is told before each wait. A wait ends at once when `stopping` is
+    set, and the retrying then stops (tenacity's RetryError, which callers take for "told to
+    stop")."""
+
+    async def sleep(seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), seconds)
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        wait_ms = round((state.next_action.sleep if state.next_action else 0) * 1000)
+        if error is not None:
+            waiting(error, wait_ms)
+
+    return AsyncRetrying(
+        retry=retry_if_exception_type(retry_on),
+        wait=wait_random_exponential(
+            multiplier=backoff_ms / 1000, max=max_backoff_ms / 1000, min=backoff_ms / 2000
+        ),
+        stop=lambda _state: stopping.is_set(),
+        sleep=sleep,
+        before_sleep=before_sleep,
+    )
 
 
 async def start_when_up(
@@ -176,21 +220,18 @@ async def start_when_up(
     stopping: asyncio.Event,
     backoff_ms: int,
     max_backoff_ms: int,
-    waiting: Callable[[Exception, int], None],
+    waiting: Callable[[BaseException, int], None],
 ) -> T | None:
     """`start()`'s result once it succeeds; None if the worker is told to stop first. A store
     that cannot be reached yet (Kafka, HBase) is waited for, not a reason to exit: the process
-    keeps its ops endpoint up, unhealthy, and tries again after a backoff that doubles up to a
-    ceiling, told to `waiting(error, backoff_ms)` first. A misconfiguration is raised."""
-    delay = backoff_ms
-    while not stopping.is_set():
-        try:
-            return await start()
-        except UNREACHABLE as exc:
-            waiting(exc, delay)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), delay / 1000)
-        delay = min(delay * 2, max_backoff_ms)
+    keeps its ops endpoint up, unhealthy, and tries again (`retrying`). A misconfiguration is
+    raised."""
+    try:
+        async for attempt in retrying(backoff_ms, max_backoff_ms, stopping, waiting):
+            with attempt:
+                return await start()
+    except RetryError:
+        return None
     return None
 
 

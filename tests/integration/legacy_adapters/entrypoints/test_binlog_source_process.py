@@ -28,10 +28,10 @@ from tests.support import topics
 from tests.support.arranger import SqlArranger
 from tests.support.processes import Relay, Service, free_port
 from tests.support.scratch_db import scratch_database
-from tests.support.stack import Stack, require_port
+from tests.support.stack import REPO, Stack, require_port
 
 PARTITIONS = 4
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = REPO
 
 
 @dataclass
@@ -67,8 +67,8 @@ def setup(stack: Stack, tmp_path: Path) -> Iterator[Setup]:
     with scratch_database(stack) as (database, engine):
         ops_port = free_port()
         names = {
-            "MIG_BINLOG_HINTS_TOPIC": f"test-{run}.hints",
-            "MIG_BINLOG_DEAD_LETTER_TOPIC": f"test-{run}.dead",
+            "MIG_TOPIC_HINTS": f"test-{run}.hints",
+            "MIG_TOPIC_DEAD_LETTERS": f"test-{run}.dead",
             "MIG_BINLOG_CHECKPOINT_TOPIC": f"test-{run}.checkpoints",
             "MIG_BINLOG_TRANSACTIONAL_ID": f"test-{run}-binlog",
         }
@@ -77,7 +77,7 @@ def setup(stack: Stack, tmp_path: Path) -> Iterator[Setup]:
             "MIG_KAFKA_BOOTSTRAP": kafka.bootstrap,
             "MIG_MARIADB_PORT": str(stack.mariadb_port),
             "MIG_DB_NAME": database.db_name,
-            "MIG_BINLOG_PARTITIONS": str(PARTITIONS),
+            "MIG_TOPIC_PARTITIONS": str(PARTITIONS),
             "MIG_BINLOG_SERVER_ID": str(random.randrange(10_000, 4_000_000_000)),
             "MIG_BINLOG_OPS_PORT": str(ops_port),
             "MIG_BINLOG_BACKOFF_MS": "200",
@@ -87,7 +87,7 @@ def setup(stack: Stack, tmp_path: Path) -> Iterator[Setup]:
         try:
             yield Setup(
                 kafka, engine, database.db_name, SqlArranger(engine), source,
-                names["MIG_BINLOG_HINTS_TOPIC"], names["MIG_BINLOG_DEAD_LETTER_TOPIC"],
+                names["MIG_TOPIC_HINTS"], names["MIG_TOPIC_DEAD_LETTERS"],
                 names["MIG_BINLOG_CHECKPOINT_TOPIC"], names["MIG_BINLOG_TRANSACTIONAL_ID"],
             )  # fmt: skip
         finally:

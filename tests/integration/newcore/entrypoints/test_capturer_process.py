@@ -68,10 +68,13 @@ class Setup:
         found = asyncio.run(topics.read_all(self.kafka, self.dead, PARTITIONS))
         return [json.loads(record.value) for record in found]
 
-    def metric(self, line_start: str) -> float:
+    def metric(self, line_start: str, *, present: bool = False) -> float:
+        """The sample's value; 0 when the process has no such sample yet, unless `present`
+        (then its absence fails the test)."""
         for line in self.capturer.ops("/metrics")[1].decode().splitlines():
             if line.startswith(line_start + " "):
                 return float(line.rsplit(" ", 1)[1])
+        assert not present, f"no sample {line_start} in the capturer's /metrics"
         return 0.0
 
 
@@ -88,10 +91,10 @@ def setup(stack: Stack, tmp_path: Path) -> Iterator[Setup]:
             "MIG_KAFKA_BOOTSTRAP": kafka.bootstrap,
             "MIG_MARIADB_PORT": str(stack.mariadb_port),
             "MIG_DB_NAME": database.db_name,
-            "MIG_CAPTURER_HINTS_TOPIC": hints,
-            "MIG_CAPTURER_EVENTS_TOPIC": events,
-            "MIG_CAPTURER_DEAD_LETTER_TOPIC": dead,
-            "MIG_CAPTURER_PARTITIONS": str(PARTITIONS),
+            "MIG_TOPIC_HINTS": hints,
+            "MIG_TOPIC_EVENTS": events,
+            "MIG_TOPIC_DEAD_LETTERS": dead,
+            "MIG_TOPIC_PARTITIONS": str(PARTITIONS),
             "MIG_CAPTURER_GROUP": f"test-{run}",
             "MIG_CAPTURER_TRANSACTIONAL_ID_PREFIX": f"test-{run}",
             "MIG_CAPTURER_OPS_PORT": str(ops_port),
@@ -380,7 +383,7 @@ def test_kafka_down_at_start_is_waited_for_and_an_idle_cut_is_unhealthy(
     capturer.eventually(lambda: "waiting for Kafka" in capturer.log(), "waiting for Kafka")
     status, body = capturer.ops("/healthz")
     assert status == 503 and json.loads(body)["kafka"] == "unavailable"
-    assert "chat_capturer_lag_records" in capturer.ops("/metrics")[1].decode()
+    assert setup.metric("chat_capturer_hints_total", present=True) == 0  # served while waiting
     assert capturer.stop() == 0  # told to stop while waiting: a clean exit, at once
 
     capturer.start(**overrides)
@@ -393,6 +396,9 @@ def test_kafka_down_at_start_is_waited_for_and_an_idle_cut_is_unhealthy(
         lambda: len(setup.events_read()) == 5, "the hints captured once Kafka is up"
     )
     capturer.eventually(lambda: capturer.ops("/healthz")[0] == 200, "healthy")
+    assert setup.metric("chat_capturer_hints_total", present=True) == 5
+    home = f'chat_capturer_lag_records{{partition="{partition_for(room, PARTITIONS)}"}}'
+    capturer.eventually(lambda: setup.metric(home, present=True) == 0, "the lag caught up")
 
     # Cut off while idle: no transaction fails, the silence of its fetches tells.
     kafka_relay.cut()
@@ -407,6 +413,6 @@ def test_a_topic_with_another_partition_count_stops_it_with_exit_3(setup: Setup)
     """Retrying cannot fix a misconfiguration, and running on would move rooms to other
     partitions: the one reason to exit rather than wait."""
     setup.hint(MessageHint(1, 1))  # the hints topic now exists with PARTITIONS partitions
-    capturer = setup.capturer.start(MIG_CAPTURER_PARTITIONS=str(PARTITIONS + 1))
+    capturer = setup.capturer.start(MIG_TOPIC_PARTITIONS=str(PARTITIONS + 1))
     assert capturer.process is not None and capturer.process.wait(60) == 3
     assert f"has {PARTITIONS} partitions, expected {PARTITIONS + 1}" in capturer.log()

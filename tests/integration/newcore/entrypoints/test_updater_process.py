@@ -56,9 +56,9 @@ def setup(stack: Stack, tmp_path: Path) -> Iterator[Setup]:
         "MIG_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "MIG_HBASE_THRIFT_PORT": str(hbase.thrift_port),
         "MIG_HBASE_TABLE_PREFIX": hbase.table_prefix,
-        "MIG_UPDATER_EVENTS_TOPIC": events_topic,
-        "MIG_UPDATER_DEAD_LETTER_TOPIC": dead_topic,
-        "MIG_UPDATER_PARTITIONS": str(PARTITIONS),
+        "MIG_TOPIC_EVENTS": events_topic,
+        "MIG_TOPIC_DEAD_LETTERS": dead_topic,
+        "MIG_TOPIC_PARTITIONS": str(PARTITIONS),
         "MIG_UPDATER_GROUP": f"test-{run}",
         "MIG_UPDATER_OPS_PORT": str(ops_port),
         "MIG_UPDATER_BACKOFF_MS": "200",
@@ -169,7 +169,11 @@ def test_hbase_outage_pauses_then_resumes_without_losing_the_batch(setup: Setup)
             lambda: len(store.latest(room, 100)) == 20, "the held-back batch after HBase returns"
         )
         updater.eventually(lambda: updater.ops("/healthz")[0] == 200, "healthy again")
-        assert "chat_updater_store_unavailable_total" in updater.ops("/metrics")[1].decode()
+        metrics = updater.ops("/metrics")[1].decode()
+        down = [line for line in metrics.splitlines()
+                if line.startswith("chat_updater_store_unavailable_total ")]  # fmt: skip
+        assert down and float(down[0].split()[1]) >= 1, metrics  # batches were put back
+        assert "chat_updater_events_applied_total 20.0" in metrics  # and applied once back
     finally:
         store.close()
 

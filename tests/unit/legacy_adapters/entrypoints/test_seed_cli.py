@@ -36,7 +36,7 @@ def test_bad_setting_is_named(
 ) -> None:
     monkeypatch.setenv("MIG_MARIADB_PORT", "seventy")
     assert main(["--messages", "10"]) == 2
-    assert "bad setting: mariadb_port" in capsys.readouterr().err
+    assert "bad setting: MIG_MARIADB_PORT:" in capsys.readouterr().err
 
 
 def test_unreachable_database_is_a_clear_error(

@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 import pytest
 
+from legacy_adapters.entrypoints import binlog_source
 from newcore.entrypoints import capturer, updater
 
 COMMANDS: list[tuple[str, Callable[[list[str] | None], int], str]] = [
     ("chat-capturer", capturer.main, "MIG_CAPTURER_"),
     ("chat-updater", updater.main, "MIG_UPDATER_"),
+    ("chat-binlog-source", binlog_source.main, "MIG_BINLOG_"),
 ]
 
 
@@ -32,10 +34,22 @@ def test_a_bad_setting_is_refused_by_name_without_its_value(
     name: str, main: Callable[[list[str] | None], int], prefix: str,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    monkeypatch.setenv(f"{prefix}PARTITIONS", "-7777")
+    monkeypatch.setenv(f"{prefix}BACKOFF_MS", "-7777")
     assert main([]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"{name}: bad setting: partitions:") and "-7777" not in err
+    assert err.startswith(f"{name}: bad setting: {prefix}BACKOFF_MS:") and "-7777" not in err
+
+
+@pytest.mark.parametrize(("name", "main", "prefix"), COMMANDS)
+def test_the_shared_partition_count_is_one_setting_for_every_command(
+    name: str, main: Callable[[list[str] | None], int], prefix: str,
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """Issue 11: the partition count is declared once (MIG_TOPIC_PARTITIONS), so the
+    processes that write and read a topic cannot be configured apart."""
+    monkeypatch.setenv("MIG_TOPIC_PARTITIONS", "0")
+    assert main([]) == 2
+    assert f"{name}: bad setting: MIG_TOPIC_PARTITIONS:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("name", "main", "prefix"), COMMANDS)
@@ -52,6 +66,6 @@ def test_an_unknown_argument_is_refused(
 def test_a_bad_topic_name_is_refused(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("MIG_CAPTURER_HINTS_TOPIC", "hints; rm -rf /")
+    monkeypatch.setenv("MIG_TOPIC_HINTS", "hints; rm -rf /")
     assert capturer.main([]) == 2
-    assert "bad setting: hints_topic:" in capsys.readouterr().err
+    assert "bad setting: MIG_TOPIC_HINTS:" in capsys.readouterr().err

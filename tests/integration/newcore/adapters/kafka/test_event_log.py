@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 
@@ -46,3 +47,19 @@ def test_kafka_down_is_event_log_unavailable() -> None:
             await log.close()
 
     asyncio.run(scenario())
+
+
+def test_a_topic_created_by_many_at_once_is_never_taken_for_a_misconfigured_one(
+    stack: Stack,
+) -> None:
+    """Issue 11's fault drill: processes started together on a new topic saw it with 0
+    partitions (created a moment ago by another) and exited as misconfigured."""
+    require_port("Kafka", stack.host, stack.kafka_port)
+    settings = KafkaSettings(bootstrap=stack.kafka_bootstrap)
+
+    async def race(name: str) -> list[bool]:
+        return list(await asyncio.gather(*(ensure_topic(settings, name, 16) for _ in range(6))))
+
+    for _ in range(3):
+        created = asyncio.run(race(f"contract-race-{uuid.uuid4().hex[:8]}"))
+        assert created.count(True) == 1, created
