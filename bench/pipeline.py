@@ -1,7 +1,7 @@
 """Capture pipeline figures on the real stack (issue 4), each beside its baseline, same run.
 
-1. baseline: happybase alone batch-puts the seeded messages' rows (the same cells the read
-   model holds) into the same HBase. Only the puts are timed.
+1. baseline: happybase alone batch-puts the seeded messages' rows (the same packed cell per
+   message the read model holds) into the same HBase. Only the puts are timed.
 2. end to end: range hints covering every seeded message go into a fresh hints topic; the real
    `chat-capturer` and `chat-updater` processes turn them into the read model. Timed from the
    first hint to the last event applied (the updater's own counter), then a sample of rooms is
@@ -51,6 +51,7 @@ from newcore.adapters.hbase.read_store import (
     drop_tables,
     ensure_tables,
     message_cells,
+    tombstone_cells,
 )
 from newcore.adapters.kafka.event_log import KafkaEventLog, ensure_topic
 from newcore.domain.hints import MessageHint, RangeHint
@@ -328,7 +329,7 @@ def baseline(run: Run, limit: int) -> Baseline:
                 page = reader.read_range(room_id, chunk[0], chunk[-1], len(chunk))
                 cells = [(schema.message_key(m.room_id, m.message_id), message_cells(m))
                          for m in page.live]  # fmt: skip
-                cells += [(schema.message_key(room_id, mid), {schema.DELETED: b"\x01"})
+                cells += [(schema.message_key(room_id, mid), tombstone_cells())
                           for mid in page.deleted]  # fmt: skip
                 began = time.perf_counter()
                 with putting.window(), table.batch(timestamp=1, batch_size=1000) as batch:

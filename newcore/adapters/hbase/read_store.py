@@ -1,5 +1,9 @@
 """The read store on HBase, through its Thrift 1 server with happybase.
 
+A message is one packed cell (`cell.py`) at its capture position; `ensure_tables` creates the
+tables pre-split at the salt boundaries with HBase's own Admin API (Thrift 1 cannot split),
+through deploy/jvm/hbase/create-tables.sh: the one way our tables are made.
+
 `apply` groups events by capture position and sends one batch per position with that position
 as the cells' timestamp (Thrift 1 has one timestamp per batch): range captures (backfill) share
 a position, so a batch of thousands of messages is a handful of calls. Grouping must not
@@ -10,23 +14,47 @@ error becomes ReadStoreUnavailable; the pool replaces the connection, and the ca
 
 from __future__ import annotations
 
+import subprocess
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import happybase
 from happybase.util import bytes_increment
 from thriftpy2.thrift import TException
 
-from newcore.adapters.hbase import schema
+from newcore.adapters.hbase import cell, schema
 from newcore.domain.events import Event, MessageDeleted, MessageUpserted
 from newcore.domain.model import MAX_ID, Message, ReadCursor
+from newcore.errors import Misconfigured
 from newcore.ports import ReadStoreUnavailable
 from newcore.settings import HBaseSettings
 
-_LIVE, _TOMBSTONE = b"\x00", b"\x01"
+CREATE_TABLES = (
+    Path(__file__).resolve().parents[3] / "deploy" / "jvm" / "hbase" / "create-tables.sh"
+)
+CREATE_TIMEOUT_S = 300
+
+
+class ReadStoreMisconfigured(Misconfigured):
+    """HBase answers, but our tables cannot be made or are not laid out as ours: the creation
+    tool cannot run, or a table lacks the salt boundaries (made by hand, or by a version before
+    the packed cell). Retrying cannot help; an operator must act."""
+
+
+class UnreadableCell(ReadStoreUnavailable):
+    """A message row whose cell is not exactly a known version of the packed cell (a newer
+    writer's version, a row of another layout, damage). The read fails rather than answer
+    without the message; `reason` says why."""
+
+    def __init__(self, room_id: int, message_id: int, reason: str) -> None:
+        super().__init__(
+            f"unreadable read-model cell, room {room_id} message {message_id}: {reason}"
+        )
+        self.room_id, self.message_id, self.reason = room_id, message_id, reason
 
 
 def _admin_connection(settings: HBaseSettings) -> happybase.Connection:
@@ -41,16 +69,27 @@ def _admin_connection(settings: HBaseSettings) -> happybase.Connection:
         ) from exc
 
 
-def ensure_tables(settings: HBaseSettings) -> list[str]:
-    """Creates the tables that are missing; returns the names created. Idempotent."""
+def ensure_tables(settings: HBaseSettings, tool: Path = CREATE_TABLES) -> list[str]:
+    """Creates the tables that are missing, pre-split at the salt boundaries; returns the names
+    created. Idempotent, and safe when several callers race (a table another made meanwhile is
+    not ours to report). Then checks that every one of our tables starts a region at each salt
+    boundary. Raises ReadStoreUnavailable (HBase cannot be reached; retry) or
+    ReadStoreMisconfigured (the tool cannot run, or a table is not split at the salts)."""
     connection = _admin_connection(settings)
     try:
         existing = {name.decode() for name in connection.tables()}
-        created = []
-        for table, families in schema.FAMILIES.items():
-            if table not in existing:
-                connection.create_table(table, families)
-                created.append(f"{settings.table_prefix}_{table}")
+        missing = [table for table in schema.FAMILIES if table not in existing]
+        created = _create(settings, tool, missing) if missing else []
+        for table in schema.FAMILIES:
+            starts = {region["start_key"] for region in connection.table(table).regions()}
+            lacking = [key for key in schema.SPLIT_KEYS if key not in starts]
+            if lacking:
+                raise ReadStoreMisconfigured(
+                    f"HBase table {settings.table_prefix}_{table} has no region starting at "
+                    f"{', '.join(key.hex() for key in lacking)}: it was not created by "
+                    "ensure_tables (pre-split at the 16 salts, packed cells). Drop it and "
+                    "rebuild the read model (chat-read-model-init, then a backfill)"
+                )
         return created
     except (TException, OSError) as exc:
         raise ReadStoreUnavailable(
@@ -58,6 +97,35 @@ def ensure_tables(settings: HBaseSettings) -> list[str]:
         ) from exc
     finally:
         connection.close()
+
+
+def _create(settings: HBaseSettings, tool: Path, tables: list[str]) -> list[str]:
+    """Runs the creation tool for `tables`; the full names it created."""
+    specs = []
+    for table in tables:
+        ((family, options),) = schema.FAMILIES[table].items()
+        specs.append(f"{settings.table_prefix}_{table}:{family}:{options['max_versions']}")
+    splits = ",".join(key.hex() for key in schema.SPLIT_KEYS)
+    try:
+        done = subprocess.run(  # noqa: S603 (our own script; the arguments are our names)
+            [str(tool), splits, *specs], capture_output=True, text=True,
+            timeout=CREATE_TIMEOUT_S, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as exc:
+        raise ReadStoreUnavailable(
+            f"creating HBase tables took more than {CREATE_TIMEOUT_S} s ({tool.name})"
+        ) from exc
+    except OSError as exc:
+        raise ReadStoreMisconfigured(f"cannot run {tool}: {exc}") from exc
+    said = " ".join(done.stderr.split())[-1000:]  # the end says why
+    if done.returncode == 4:
+        raise ReadStoreUnavailable(f"creating HBase tables ({tool.name}): {said}")
+    if done.returncode != 0:
+        raise ReadStoreMisconfigured(
+            f"creating HBase tables ({tool.name}) exited {done.returncode}: {said}"
+        )
+    made = {line[8:] for line in done.stdout.splitlines() if line.startswith("created ")}
+    return [name for name in (spec.split(":")[0] for spec in specs) if name in made]
 
 
 def drop_tables(settings: HBaseSettings) -> None:
@@ -73,14 +141,13 @@ def drop_tables(settings: HBaseSettings) -> None:
 
 
 def message_cells(m: Message) -> dict[bytes, bytes]:
-    """The cells of a live message's row (the layout in newcore/README.md)."""
-    return {
-        schema.ACCOUNT: schema.u64(m.account_id),
-        schema.BODY: m.body.encode("utf-8"),
-        schema.SEND_TIME: schema.u64(m.send_time),
-        schema.UPDATE_TIME: schema.u64(m.update_time),
-        schema.DELETED: _LIVE,
-    }
+    """The cells of a live message's row (the layout in newcore/README.md): one packed cell."""
+    return {schema.PACKED: cell.encode(m)}
+
+
+def tombstone_cells() -> dict[bytes, bytes]:
+    """The cells of a deleted message's row: the packed cell's tombstone."""
+    return {schema.PACKED: cell.TOMBSTONE}
 
 
 def _row(event: Event) -> tuple[str, bytes, dict[bytes, bytes]]:
@@ -90,7 +157,7 @@ def _row(event: Event) -> tuple[str, bytes, dict[bytes, bytes]]:
         return schema.MESSAGES, schema.message_key(m.room_id, m.message_id), message_cells(m)
     if isinstance(event, MessageDeleted):
         key = schema.message_key(event.room_id, event.message_id)
-        return schema.MESSAGES, key, {schema.DELETED: _TOMBSTONE}
+        return schema.MESSAGES, key, tombstone_cells()
     c = event.cursor
     cells = {
         schema.LAST_READ: schema.u64(c.last_read_message_id),
@@ -135,19 +202,17 @@ def batches(events: Sequence[Event]) -> list[Batch]:
     return found
 
 
-def _message(key: bytes, row: dict[bytes, bytes]) -> Message:
-    return Message(
-        room_id=schema.from_u64(key[1:9]),
-        message_id=schema.id_of_key(key),
-        account_id=schema.from_u64(row[schema.ACCOUNT]),
-        body=row[schema.BODY].decode("utf-8"),
-        send_time=schema.from_u64(row[schema.SEND_TIME]),
-        update_time=schema.from_u64(row[schema.UPDATE_TIME]),
-    )
-
-
-def _live(row: dict[bytes, bytes]) -> bool:
-    return row.get(schema.DELETED) == _LIVE and schema.BODY in row
+def _message(key: bytes, row: dict[bytes, bytes]) -> Message | None:
+    """The message a row of the messages table holds, None for a tombstone; raises
+    UnreadableCell."""
+    room_id, message_id = schema.from_u64(key[1:9]), schema.id_of_key(key)
+    packed = row.get(schema.PACKED)
+    if packed is None:
+        raise UnreadableCell(room_id, message_id, f"no packed cell, columns {sorted(row)}")
+    try:
+        return cell.decode(room_id, message_id, packed)
+    except cell.CellRefused as exc:
+        raise UnreadableCell(room_id, message_id, exc.reason) from exc
 
 
 def _first_live(scan: Iterator[tuple[bytes, dict[bytes, bytes]]], limit: int) -> list[Message]:
@@ -155,8 +220,9 @@ def _first_live(scan: Iterator[tuple[bytes, dict[bytes, bytes]]], limit: int) ->
     found: list[Message] = []
     try:
         for key, row in scan:
-            if _live(row):
-                found.append(_message(key, row))
+            message = _message(key, row)
+            if message is not None:
+                found.append(message)
                 if len(found) == limit:
                     break
     finally:
@@ -208,7 +274,7 @@ class HBaseReadStore:
         key = schema.message_key(room_id, message_id)
         with self._tables() as connection:
             row = connection.table(schema.MESSAGES).row(key)
-        return _message(key, row) if row and _live(row) else None
+        return _message(key, row) if row else None
 
     def latest(self, room_id: int, limit: int) -> list[Message]:
         found: list[Message] = []

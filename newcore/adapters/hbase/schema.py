@@ -2,18 +2,20 @@
 
 Row keys are fixed width and big-endian, so that HBase's byte order is numeric order:
 
-    messages:  salt (1 byte) | room_id (8 bytes) | message_id (8 bytes)     family m
-    cursors:   salt (1 byte) | room_id (8 bytes) | account_id (8 bytes)     family c
+    messages:  salt (1 byte) | room_id (8 bytes) | message_id (8 bytes)     family m, cell m:p
+    cursors:   salt (1 byte) | room_id (8 bytes) | account_id (8 bytes)     family c, cells c:r c:f
 
 The salt is derived from the room id alone (CRC-32 of its 8 bytes, modulo SALT_BUCKETS): rooms
-spread over SALT_BUCKETS key ranges, hence over regions as the table splits, while all of one
-room's messages stay contiguous and ordered by id, so "the latest 100" and "after id X" are
-one short scan.
+spread over SALT_BUCKETS key ranges, while all of one room's messages stay contiguous and
+ordered by id, so "the latest 100" and "after id X" are one short scan. Both tables are created
+pre-split at the salt boundaries (SPLIT_KEYS), one region per salt, so the load is spread from
+the first put instead of after HBase has split a hot region.
 
-Each family keeps one version (VERSIONS => 1): the read model holds the latest state, and the
-capture position is written as the cells' timestamp, so HBase itself keeps the state with the
-highest position whatever order puts arrive in (an older put is stored behind and never seen).
-All columns of a message live in one family because they are always read together.
+A message is one packed cell (`cell.py`: account, body, send and update time, deleted), so a put
+is one KeyValue instead of five. Each family keeps one version (VERSIONS => 1): the read model
+holds the latest state, and the capture position is written as the cell's timestamp, so HBase
+itself keeps the state with the highest position whatever order puts arrive in (an older put
+is stored behind and never seen).
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ FAMILIES: dict[str, dict[str, dict[str, int]]] = {
     CURSORS: {"c": {"max_versions": 1}},
 }
 
-# Columns. Numbers are 8-byte big-endian unsigned; the body is UTF-8.
-ACCOUNT = b"m:a"
-BODY = b"m:b"
-SEND_TIME = b"m:s"
-UPDATE_TIME = b"m:u"
-DELETED = b"m:d"  # b"\x01" for a deletion (a tombstone), b"\x00" for a live message
+# Where each table's regions start besides the first: one region per salt.
+SPLIT_KEYS: tuple[bytes, ...] = tuple(bytes((s,)) for s in range(1, SALT_BUCKETS))
+
+# Columns. A message's state is one packed cell (cell.py); a cursor's numbers are 8-byte
+# big-endian unsigned.
+PACKED = b"m:p"
 LAST_READ = b"c:r"
 LAST_FETCHED = b"c:f"
 

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from newcore.adapters.hbase import schema
-from newcore.adapters.hbase.read_store import _row, batches
+from newcore.adapters.hbase.read_store import _message, _row, batches
 from newcore.domain.events import CursorMoved, Event, MessageDeleted, MessageUpserted
 from newcore.domain.model import Message, ReadCursor
 
@@ -50,9 +50,9 @@ Put = tuple[str, bytes, int, dict[bytes, bytes]]  # table, row key, timestamp, c
 
 
 def visible(puts: list[Put], room: int) -> dict[tuple[str, bytes], object]:
-    """What reads of `room` return after `puts`, by HBase's rule with one version (the highest
-    timestamp wins, on equal ones the later put) and the store's (a message is live when its
-    deleted cell is 0 and it has a body)."""
+    """What reads of `room` return after `puts`, by HBase's rule with one version (per cell,
+    the highest timestamp wins, on equal ones the later put) and the store's (a message row is
+    its packed cell, decoded; a tombstone reads as None)."""
     cells: dict[tuple[str, bytes], dict[bytes, tuple[int, bytes]]] = {}
     for table, key, position, row in puts:
         if key[1:9] != schema.u64(room):
@@ -64,8 +64,7 @@ def visible(puts: list[Put], room: int) -> dict[tuple[str, bytes], object]:
     shown: dict[tuple[str, bytes], object] = {}
     for (table, key), held in cells.items():
         values = {column: value for column, (_, value) in held.items()}
-        live = values.get(schema.DELETED) == b"\x00" and schema.BODY in values
-        shown[(table, key)] = values if table == schema.CURSORS or live else None
+        shown[(table, key)] = values if table == schema.CURSORS else _message(key, values)
     return shown
 
 
