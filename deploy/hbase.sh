@@ -3,7 +3,7 @@
 # Thrift 1 server (what happybase speaks) as a second JVM, assembled from Maven Central jars.
 #   deploy/hbase.sh install | start | stop | status
 # The jars come from deploy/jvm/hbase/pom.xml into $CACHE_DIR/jvm/hbase/<pom hash>/lib; config,
-# data, pid files and logs live under $STATE_DIR/hbase. See deploy/README-jvm.md.
+# data, pid files and logs live under $STATE_DIR/hbase. See deploy/README.md ("Kafka and HBase").
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$DEPLOY_DIR/jvm-lib.sh"
 

@@ -1,8 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the stack needs. Idempotent: does nothing when all are present.
+# Installs the Debian packages the stack needs that a minimal Debian 12 lacks. Idempotent: does
+# nothing (one dpkg-query per package) when all are present.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PACKAGES=(mariadb-server mariadb-client php8.2-fpm php8.2-cli php8.2-mysql php8.2-mbstring nginx-light wrk iproute2)
+PACKAGES=(
+  mariadb-server mariadb-client                       # the monolith's database (mariadb.sh)
+  php8.2-fpm php8.2-cli php8.2-mysql php8.2-mbstring  # the monolith stand-in (web.sh)
+  nginx-light                                         # in front of PHP-FPM (web.sh)
+  openjdk-17-jre-headless                             # `java` for Kafka, HBase, jvm/hbase/create-tables.sh
+  maven                                               # `mvn` fetches their jars once (jvm-lib.sh)
+  python3 python3-venv                                # Python 3.11 and its venv (install-python.sh)
+  supervisor                                          # keeps the capture pipeline running (pipeline.sh)
+  curl ca-certificates                                # readiness and health checks; HTTPS to the registries
+  iproute2                                            # `ss` names the holder of a taken port (lib.sh)
+  wrk                                                 # the monolith's baseline (bench/)
+  make                                                # the Makefile (this script runs without it)
+)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -14,7 +27,8 @@ fi
 [[ $(id -u) == 0 ]] || die "installing ${missing[*]} needs root (apt-get)"
 log "installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# Debian's packages start their own services on install; ours run from the state dir instead.
+# Debian's packages start their own services on install (mariadb, php-fpm, nginx, a system-wide
+# supervisord); ours run from the state dir instead.
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get update -qq || die "apt-get update failed"

@@ -15,8 +15,8 @@ jvm_install() {  # name title
     log "$1 jars present in $lib"
     return 0
   fi
-  command -v mvn >/dev/null || die "mvn not found (Maven 3.8+ is needed to fetch the $2 jars)"
-  command -v "$JAVA" >/dev/null || die "java not found (JDK 17 is needed)"
+  command -v mvn >/dev/null || die "mvn not found (Maven 3.8+ is needed to fetch the $2 jars: deploy/install-system.sh installs it)"
+  command -v "$JAVA" >/dev/null || die "java not found (Java 17 is needed: deploy/install-system.sh installs openjdk-17-jre-headless)"
   log "fetching $1 jars from Maven Central into $lib"
   rm -rf "$lib"
   mkdir -p "$parent"

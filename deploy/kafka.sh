@@ -2,7 +2,7 @@
 # Kafka 3.9 as one KRaft node (broker + controller in one JVM), assembled from Maven Central jars.
 #   deploy/kafka.sh install | start | stop | status
 # The jars come from deploy/jvm/kafka/pom.xml into $CACHE_DIR/jvm/kafka/<pom hash>/lib; config,
-# data, pid file and log live under $STATE_DIR/kafka. See deploy/README-jvm.md.
+# data, pid file and log live under $STATE_DIR/kafka. See deploy/README.md ("Kafka and HBase").
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 source "$DEPLOY_DIR/jvm-lib.sh"
 

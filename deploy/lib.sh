@@ -16,6 +16,10 @@ KAFKA_RELAYED_PORT="${MIG_KAFKA_RELAYED_PORT:-9094}"  # the broker's listener be
 KAFKA_RELAY_PORT="${MIG_KAFKA_RELAY_PORT:-9095}"      # where that listener is advertised
 ZOOKEEPER_PORT="${MIG_ZOOKEEPER_PORT:-2181}"
 HBASE_THRIFT_PORT="${MIG_HBASE_THRIFT_PORT:-9090}"
+# The capture pipeline's ops endpoints (GET /healthz, /metrics); the commands read the same names.
+BINLOG_OPS_PORT="${MIG_BINLOG_OPS_PORT:-9313}"
+CAPTURER_OPS_PORT="${MIG_CAPTURER_OPS_PORT:-9312}"
+UPDATER_OPS_PORT="${MIG_UPDATER_OPS_PORT:-9311}"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -23,7 +27,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 check_port_setting() {  # name value
   [[ "$2" =~ ^[0-9]+$ ]] && (( $2 > 0 && $2 < 65536 )) || die "$1=$2 is not a TCP port (1..65535)"
 }
-for _p in MARIADB_PORT MONOLITH_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_RELAYED_PORT KAFKA_RELAY_PORT ZOOKEEPER_PORT HBASE_THRIFT_PORT; do
+for _p in MARIADB_PORT MONOLITH_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_RELAYED_PORT KAFKA_RELAY_PORT ZOOKEEPER_PORT HBASE_THRIFT_PORT \
+    BINLOG_OPS_PORT CAPTURER_OPS_PORT UPDATER_OPS_PORT; do
   check_port_setting "MIG_$_p" "${!_p}"
 done
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole stack: install what is missing (cached), start what is down, wait until each part
-# really answers. Usage: stack.sh up | down | status | install
+# really answers. Usage: stack.sh up | down | status | install | pipeline | pipeline-stop
+#   pipeline: the services (as `up`), then the capture pipeline under supervisord (pipeline.sh)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 install_all() {
@@ -10,7 +11,7 @@ install_all() {
   bash "$DEPLOY_DIR/hbase.sh" install
 }
 
-up() {
+start_services() {
   mkdir -p "$STATE_DIR"
   install_all
   bash "$DEPLOY_DIR/mariadb.sh" start
@@ -22,10 +23,21 @@ up() {
   wait "$kafka" || failed=1
   wait "$hbase" || failed=1
   (( failed == 0 )) || die "a service did not start (messages above)"
+}
+
+up() {
+  start_services
+  status
+}
+
+pipeline() {
+  start_services
+  bash "$DEPLOY_DIR/pipeline.sh" start
   status
 }
 
 down() {
+  bash "$DEPLOY_DIR/pipeline.sh" stop || true
   bash "$DEPLOY_DIR/hbase.sh" stop || true
   bash "$DEPLOY_DIR/kafka.sh" stop || true
   bash "$DEPLOY_DIR/web.sh" stop || true
@@ -37,6 +49,7 @@ status() {
   bash "$DEPLOY_DIR/web.sh" status
   bash "$DEPLOY_DIR/kafka.sh" status
   bash "$DEPLOY_DIR/hbase.sh" status
+  bash "$DEPLOY_DIR/pipeline.sh" status
 }
 
 case "${1:-}" in
@@ -44,5 +57,7 @@ case "${1:-}" in
   down) down ;;
   status) status ;;
   install) install_all ;;
-  *) die "usage: $0 up|down|status|install" ;;
+  pipeline) pipeline ;;
+  pipeline-stop) bash "$DEPLOY_DIR/pipeline.sh" stop ;;
+  *) die "usage: $0 up|down|status|install|pipeline|pipeline-stop" ;;
 esac
