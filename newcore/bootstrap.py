@@ -1,6 +1,5 @@
 """The new core's composition root: the only place that wires real adapters into the
-processes. Entry points parse their input, call one of these, and run what it returns; tests
-and the bench build the same workers here, or wire embedded adapters themselves.
+processes. Entry points parse their input, call one of these, and run what it returns.
 
 Nothing connects here: the workers connect when they run (and wait for what is down).
 """
@@ -10,27 +9,81 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
+from typing import Any, Protocol
 
 from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.adapters.mariadb.monolith_reader import MariaDbMonolithReader
 from legacy_adapters.settings import LegacyDatabaseSettings
 from newcore.adapters.hbase.read_store import HBaseReadStore, ensure_tables
-from newcore.adapters.kafka.capture_worker import CaptureWorker
-from newcore.adapters.kafka.update_worker import Updater
+from newcore.adapters.kafka.event_log import KafkaEventLog
+from newcore.adapters.kafka.subscription import KafkaCaptureSubscription, KafkaSubscription
+from newcore.adapters.ops import configure_logging, serve_ops
+from newcore.service.capture import Capturer
+from newcore.service.capture_worker import CaptureWorker
+from newcore.service.update_worker import UpdateWorker
+from newcore.service.worker import Worker
 from newcore.settings import NewCoreSettings, read
 
 
+class Observable(Worker, Protocol):
+    def health(self) -> dict[str, Any]: ...
+
+
+class WithOps:
+    """A worker with its ops endpoint (/metrics, /healthz) up for as long as it runs: up and
+    unhealthy while the worker waits for what is down."""
+
+    def __init__(self, worker: Observable, host: str, port: int) -> None:
+        self._worker = worker
+        self._host = host
+        self._port = port
+
+    def stop(self) -> None:
+        self._worker.stop()
+
+    async def run(self) -> None:
+        ops = await serve_ops(self._host, self._port, self._worker.health)
+        try:
+            await self._worker.run()
+        finally:
+            await ops.stop()
+
+
 @contextmanager
-def capturer(settings: NewCoreSettings) -> Iterator[CaptureWorker]:
-    """The capture worker, reading the monolith's MariaDB (MIG_MARIADB_*, MIG_DB_*) through a
-    pool as large as the reads it runs at once; the pool is closed when the worker is done."""
-    engine = make_engine(read(LegacyDatabaseSettings), pool_size=settings.capturer.db_pool_size)
+def capturer(settings: NewCoreSettings) -> Iterator[WithOps]:
+    """`chat-capturer`: the capture worker on a Kafka group, reading the monolith's MariaDB
+    (MIG_MARIADB_*, MIG_DB_*) through a pool as large as the reads it runs at once."""
+    s, t = settings.capturer, settings.topics
+    log = configure_logging("capturer")
+    engine = make_engine(read(LegacyDatabaseSettings), pool_size=s.db_pool_size)
+    subscription = KafkaCaptureSubscription(
+        settings.kafka, t.hints, t.partitions, s, creates=(t.events, t.dead_letters), log=log
+    )
+    capture = Capturer(
+        MariaDbMonolithReader(engine), partitions=t.partitions, range_page=s.range_page,
+        max_event_bytes=s.max_event_bytes,
+    )  # fmt: skip
     try:
-        yield CaptureWorker(settings, MariaDbMonolithReader(engine))
+        yield WithOps(CaptureWorker(subscription, capture, t, s, log), s.ops_host, s.ops_port)
     finally:
         engine.dispose()
 
 
-def updater(settings: NewCoreSettings) -> Updater:
-    """The read-model updater on HBase; it creates missing tables before its first event."""
-    return Updater(settings, HBaseReadStore(settings.hbase), partial(ensure_tables, settings.hbase))
+def updater(settings: NewCoreSettings) -> WithOps:
+    """`chat-updater`: the update worker on a Kafka group, applying to HBase (it creates
+    missing tables before its first event)."""
+    s, t = settings.updater, settings.topics
+    log = configure_logging("updater")
+    subscription = KafkaSubscription(
+        settings.kafka, t.events, t.partitions, s.group, s, creates=(t.dead_letters,), log=log
+    )
+    worker = UpdateWorker(
+        subscription,
+        HBaseReadStore(settings.hbase),
+        KafkaEventLog(settings.kafka, t.dead_letters, t.partitions, append_timeout_ms=10_000),
+        partial(ensure_tables, settings.hbase),
+        t,
+        s,
+        log,
+    )
+    return WithOps(worker, s.ops_host, s.ops_port)

@@ -6,12 +6,17 @@ one is a bug in the embedded one.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from newcore.domain.events import Event
 from newcore.domain.model import Message, ReadCursor
+from newcore.domain.row_problems import RowProblem
+
+# Each port's errors (newcore/errors.py), named here beside the port that raises them.
 from newcore.errors import (
+    EventLogFenced,
     EventLogMisconfigured,
     EventLogUnavailable,
     MonolithUnavailable,
@@ -19,12 +24,12 @@ from newcore.errors import (
 )
 
 __all__ = [
+    "EventLogFenced",
     "EventLogMisconfigured",
     "EventLogUnavailable",
     "MonolithUnavailable",
     "ReadStoreUnavailable",
 ]
-from newcore.domain.row_problems import RowProblem
 
 
 class ReadStore(Protocol):
@@ -109,6 +114,91 @@ class EventLog(Protocol):
 
     async def close(self) -> None:
         """Releases connections and files; the log is not used afterwards."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """Records of one partition at consecutive positions, in log order."""
+
+    partition: int
+    records: list[LogRecord]
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """A record a worker appends to a topic, keyed by room (its partition is the room's)."""
+
+    topic: str
+    room_id: int
+    value: bytes
+
+
+class Subscription(Protocol):
+    """A member of a consumer group on one log: the workers' view of their input.
+
+    The group shares the log's partitions among its members; each partition is read by one
+    member at a time, from the group's committed position on. A worker polls, does the effect
+    of a batch, then commits the next position (or, transactionally, both at once:
+    `TransactionalSubscription`). Whatever was not committed is read again by the next owner:
+    effects must be safe to repeat."""
+
+    async def start(self) -> None:
+        """Joins the group (creating the topics it reads and writes if missing). Raises
+        EventLogUnavailable (try again later) or EventLogMisconfigured (a topic with another
+        partition count: an operator must act)."""
+        ...
+
+    def poll(self, max_records: int, timeout_ms: int) -> AbstractAsyncContextManager[list[Batch]]:
+        """The next records, at most `max_records`, of the partitions this member owns and has
+        not put back: each partition's batch starts where its previous batch ended (at the
+        committed position after it was assigned, at the position given to `put_back`).
+        Waits up to `timeout_ms` for the first record; [] when none came. While the context is
+        open, no partition is taken from this member (a rebalance waits), so the effect and
+        the commit of a batch are done by one owner."""
+        ...
+
+    def put_back(self, partition: int, position: int) -> int:
+        """Nothing of the partition from `position` on is committed (a dependency failed): it is
+        read again from `position` after a backoff that doubles up to a bound (returned, in
+        ms), while the other partitions go on. A partition no longer owned is left alone (0)."""
+        ...
+
+    def succeeded(self, partition: int, next_position: int) -> None:
+        """The partition's batch up to `next_position` is done: its next failure backs off
+        from the start again, and its next batch starts at `next_position`."""
+        ...
+
+    async def commit(self, positions: Mapping[int, int]) -> None:
+        """Records, per partition, the next position the group has to read. Durable when it
+        returns. Raises EventLogUnavailable (nothing committed for sure: the batch may come
+        again)."""
+        ...
+
+    async def lag(self) -> dict[int, int]:
+        """Per owned partition, how many committed records are not yet polled."""
+        ...
+
+    def health(self) -> dict[str, Any]:
+        """Whether the log is reachable (`"ok"`), what the member owns and what is paused."""
+        ...
+
+    async def close(self) -> None:
+        """Leaves the group; nothing uncommitted is committed."""
+        ...
+
+
+class TransactionalSubscription(Subscription, Protocol):
+    """A subscription whose member writes its outputs and its consumed position in one
+    transaction: exactly-once consume -> produce."""
+
+    async def transact(self, partition: int, appends: Sequence[Append], next_position: int) -> None:
+        """Appends `appends` (each to its room's partition of its topic, in order per room)
+        and commits `next_position` for `partition`, atomically: a reader of committed data
+        sees all of it and the group's position moved, or none of it and the position where it
+        was. Raises EventLogFenced: another member owns the partition now (this one has
+        stopped reading it until the group assigns it again, and never fences the new owner
+        back); EventLogUnavailable: none of it is visible (put the batch back)."""
         ...
 
 

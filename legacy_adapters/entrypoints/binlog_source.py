@@ -11,7 +11,7 @@ import sys
 
 from legacy_adapters import bootstrap
 from legacy_adapters.settings import LegacySettings
-from newcore.adapters.kafka.group import run_until_signalled
+from newcore.service.worker import run_until_signalled
 from newcore.settings import SettingsError
 
 
@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chat-binlog-source: {exc}", file=sys.stderr)
         return 2
     source = bootstrap.binlog_source(settings)
-    code = run_until_signalled("chat-binlog-source", source, settings.kafka)
+    code = run_until_signalled("chat-binlog-source", source, f"Kafka at {settings.kafka.bootstrap}")
     return code or source.exit_code
 
 

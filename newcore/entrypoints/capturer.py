@@ -1,7 +1,8 @@
 """`chat-capturer`: hints in, the monolith's current state out, as full-state events.
 
 Thin: reads the settings, builds the worker from the composition root, runs it until a signal.
-What the worker does and promises: `newcore/adapters/kafka/capture_worker.py`.
+What the worker does and promises: `newcore/service/capture_worker.py` (the loop) and `newcore/adapters/kafka/subscription.py`
+(Kafka's side of it).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 
 from newcore import bootstrap
-from newcore.adapters.kafka.group import run_until_signalled
+from newcore.service.worker import run_until_signalled
 from newcore.settings import NewCoreSettings, SettingsError
 
 
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"chat-capturer: {exc}", file=sys.stderr)
         return 2
     with bootstrap.capturer(settings) as worker:
-        return run_until_signalled("chat-capturer", worker, settings.kafka)
+        return run_until_signalled("chat-capturer", worker, f"Kafka at {settings.kafka.bootstrap}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """`chat-updater`: the read-model updater, Kafka events -> HBase read model.
 
 Thin: reads the settings, builds the worker from the composition root, runs it until a signal.
-What the worker does and promises: `newcore/adapters/kafka/update_worker.py`.
+What the worker does and promises: `newcore/service/update_worker.py` (the loop) and `newcore/adapters/kafka/subscription.py`
+(Kafka's side of it).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import argparse
 import sys
 
 from newcore import bootstrap
-from newcore.adapters.kafka.group import run_until_signalled
+from newcore.service.worker import run_until_signalled
 from newcore.settings import NewCoreSettings, SettingsError
 
 
@@ -29,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"chat-updater: {exc}", file=sys.stderr)
         return 2
-    return run_until_signalled("chat-updater", bootstrap.updater(settings), settings.kafka)
+    return run_until_signalled(
+        "chat-updater", bootstrap.updater(settings), f"Kafka at {settings.kafka.bootstrap}"
+    )
 
 
 if __name__ == "__main__":

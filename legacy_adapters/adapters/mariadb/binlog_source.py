@@ -42,12 +42,13 @@ from legacy_adapters.errors import BinlogMisconfigured, BinlogUnavailable
 from legacy_adapters.settings import LegacySettings
 from newcore.adapters.kafka.checkpoints import ensure_checkpoint_topic, last_checkpoint
 from newcore.adapters.kafka.event_log import ensure_topic, send_batched
-from newcore.adapters.kafka.group import retrying, stop_quietly, transact, within
+from newcore.adapters.kafka.group import stop_quietly, transact, within
 from newcore.adapters.ops import configure_logging, serve_ops
 from newcore.domain.dead_letters import DeadLetter
 from newcore.domain.hints import MessageHint
 from newcore.domain.partitioning import partition_for
 from newcore.ports import EventLogMisconfigured, EventLogUnavailable
+from newcore.service.worker import retrying
 from newcore.wire.hints import encode_hint
 
 ROWS = Counter("chat_binlog_rows_total", "Row images read from the binlog (watched tables)")

@@ -61,7 +61,29 @@ class FileEventLog:
     def partitions(self) -> int:
         return self._partitions
 
+    def end(self, partition: int) -> int:
+        """The position the next record of the partition gets (how many it holds)."""
+        return len(self._index[partition]) - 1
+
+    def cut_to(self, partition: int, end: int) -> None:
+        """Drops the partition's records from position `end` on (durably). Only for redoing
+        a transaction that a crash interrupted (`FileTopics`): the records dropped were
+        never acknowledged."""
+        index = self._index[partition]
+        if end >= len(index) - 1:
+            return
+        with self._path(partition).open("r+b") as file:
+            file.truncate(index[end])
+            file.flush()
+            os.fsync(file.fileno())
+        del index[end + 1 :]
+
     async def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+        self.write(records)
+        await self.wake_readers()
+
+    def write(self, records: Sequence[tuple[int, bytes]]) -> None:
+        """`append` without waking readers that wait (for a caller outside an event loop)."""
         if not records:
             return
         by_partition: dict[int, list[tuple[int, bytes]]] = {}
@@ -80,6 +102,9 @@ class FileEventLog:
                     os.fsync(file.fileno())
         except OSError as exc:
             raise EventLogUnavailable(f"embedded log at {self._dir}: {exc}") from exc
+
+    async def wake_readers(self) -> None:
+        """Wakes the reads waiting for records."""
         async with self._appended:
             self._appended.notify_all()
 
@@ -96,6 +121,13 @@ class FileEventLog:
                     )
             except TimeoutError:
                 return []
+        return self.read_now(partition, from_position, max_records)
+
+    def read_now(self, partition: int, from_position: int, max_records: int) -> list[LogRecord]:
+        """`read` without waiting: what the partition holds now from `from_position` on."""
+        index = self._index[partition]
+        if from_position >= len(index) - 1:
+            return []
         last = min(len(index) - 1, from_position + max_records)
         with self._path(partition).open("rb") as file:
             file.seek(index[from_position])
@@ -120,6 +152,10 @@ class FileEventLog:
         return int(json.loads(path.read_text()).get(str(partition), 0))
 
     async def commit(self, group: str, positions: Mapping[int, int]) -> None:
+        self.commit_now(group, positions)
+
+    def commit_now(self, group: str, positions: Mapping[int, int]) -> None:
+        """`commit`, for a caller outside an event loop."""
         path = self._offsets_path(group)
         current = json.loads(path.read_text()) if path.exists() else {}
         current.update({str(p): int(n) for p, n in positions.items()})

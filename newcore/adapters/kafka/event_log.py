@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from newcore.adapters.kafka.group import within
 from newcore.domain.partitioning import partition_for
 from newcore.errors import EventLogMisconfigured, EventLogUnavailable
 from newcore.ports import LogRecord
@@ -126,8 +127,13 @@ def room_of_key(key: bytes | None) -> int:
 
 
 class KafkaEventLog:
-    def __init__(self, settings: KafkaSettings, topic: str, partitions: int) -> None:
+    def __init__(
+        self, settings: KafkaSettings, topic: str, partitions: int, append_timeout_ms: int = 0
+    ) -> None:
+        """`append_timeout_ms`: how long an append may wait for Kafka before it is
+        EventLogUnavailable (default: the request timeout); aiokafka retries without end."""
         self._settings = settings
+        self._append_timeout_s = (append_timeout_ms or settings.request_timeout_ms) / 1000
         self._topic = topic
         self._partitions = partitions
         self._producer: AIOKafkaProducer | None = None
@@ -155,15 +161,15 @@ class KafkaEventLog:
                 )  # fmt: skip
                 await producer.start()
                 self._producer = producer
-            sent = await send_batched(
+            sent = await within(self._append_timeout_s, send_batched(
                 self._producer,
                 self._topic,
                 (
                     (partition_for(room_id, self._partitions), room_id.to_bytes(8, "big"), value)
                     for room_id, value in records
                 ),
-            )
-            await asyncio.gather(*sent)
+            ), "appending")  # fmt: skip
+            await within(self._append_timeout_s, asyncio.gather(*sent), "appending")
         except KafkaError as exc:
             raise self._unavailable(exc) from exc
 

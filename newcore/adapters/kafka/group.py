@@ -1,45 +1,32 @@
-"""What the capturer and the updater share as Kafka consumer-group workers.
+"""Low-level pieces of our Kafka clients, shared by the subscriptions and the binlog source.
 
 `PartitionBackoff`: when a downstream store (MariaDB for the capturer, HBase for the updater) is
 unavailable, the partition's batch is put back: the partition is paused, sought back to the
 batch's first offset, and resumed after a backoff that doubles up to a ceiling. The poll loop
 itself never sleeps, so the consumer keeps its group membership (a consumer blocked in a retry
-loop is thrown out of its group and its partitions move for nothing).
+loop is thrown out of its group and its partitions move for nothing). `within` bounds every
+call in time (aiokafka retries an unreachable broker without end); `transact` runs one
+transaction that a dropped producer leaves for the next one to abort.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError, KafkaTimeoutError
-from prometheus_client import Gauge
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    RetryError,
-    retry_if_exception_type,
-    wait_random_exponential,
-)
+from aiokafka.errors import KafkaError, KafkaTimeoutError
 
-from newcore.errors import EventLogMisconfigured, EventLogUnavailable, Unavailable
 from newcore.settings import KafkaSettings
 
 
 class PartitionBackoff:
-    def __init__(
-        self, consumer: AIOKafkaConsumer, backoff_ms: int, max_backoff_ms: int, paused: Gauge
-    ) -> None:
+    def __init__(self, consumer: AIOKafkaConsumer, backoff_ms: int, max_backoff_ms: int) -> None:
         self._consumer = consumer
         self._backoff_ms = backoff_ms
         self._max_backoff_ms = max_backoff_ms
-        self._paused_gauge = paused
         self._paused: dict[TopicPartition, int] = {}  # partition -> current backoff (ms)
 
     @property
@@ -54,7 +41,6 @@ class PartitionBackoff:
             return 0
         backoff = min(self._paused.get(tp, self._backoff_ms // 2) * 2, self._max_backoff_ms)
         self._paused[tp] = backoff
-        self._paused_gauge.set(len(self._paused))
         self._consumer.pause(tp)
         self._consumer.seek(tp, offset)
         asyncio.get_running_loop().call_later(backoff / 1000, self._resume, tp)
@@ -62,31 +48,16 @@ class PartitionBackoff:
 
     def succeeded(self, tp: TopicPartition) -> None:
         """A batch of the partition went through: its next failure starts the backoff anew."""
-        if self._paused.pop(tp, None) is not None:
-            self._paused_gauge.set(len(self._paused))
+        self._paused.pop(tp, None)
 
     def forget(self, revoked: set[TopicPartition] | list[TopicPartition]) -> None:
         """Revoked partitions are no longer ours to pause or resume."""
         for tp in revoked:
             self._paused.pop(tp, None)
-        self._paused_gauge.set(len(self._paused))
 
     def _resume(self, tp: TopicPartition) -> None:
         if tp in self._consumer.assignment():
             self._consumer.resume(tp)
-
-
-async def update_lag(consumer: AIOKafkaConsumer, lag: Gauge) -> None:
-    """Records per assigned partition not yet consumed: from the consumer's position to the last
-    stable offset (a read_committed consumer cannot read past it; the high water would count
-    records of open transactions and transaction markers)."""
-    for tp in consumer.assignment():
-        end = consumer.last_stable_offset(tp)
-        if end is not None:
-            with contextlib.suppress(IllegalStateError):  # revoked while this awaited
-                lag.labels(partition=str(tp.partition)).set(
-                    max(0, end - await consumer.position(tp))
-                )
 
 
 def fetch_silence_s(consumer: AIOKafkaConsumer | None, idle: bool) -> float | None:
@@ -173,95 +144,3 @@ async def transact(
         await producer.commit_transaction()
 
     await within(seconds, run(), "transaction")
-
-
-UNREACHABLE = (KafkaError, Unavailable)
-
-
-def retrying(
-    backoff_ms: int,
-    max_backoff_ms: int,
-    stopping: asyncio.Event,
-    waiting: Callable[[BaseException, int], None],
-    retry_on: tuple[type[BaseException], ...] = UNREACHABLE,
-) -> AsyncRetrying:
-    """Tries again, on `retry_on` errors only, until the call succeeds or `stopping` is set.
-
-    The wait doubles from `backoff_ms` up to `max_backoff_ms`, with full jitter (a random part
-    of it, at least half of `backoff_ms`): copies of a process restarted together do not hit a
-    recovering broker in step, and the end of an outage is followed within `max_backoff_ms`.
-    `waiting(error, wait_ms)` is told before each wait. A wait ends at once when `stopping` is
-    set, and the retrying then stops (tenacity's RetryError, which callers take for "told to
-    stop")."""
-
-    async def sleep(seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stopping.wait(), seconds)
-
-    def before_sleep(state: RetryCallState) -> None:
-        error = state.outcome.exception() if state.outcome is not None else None
-        wait_ms = round((state.next_action.sleep if state.next_action else 0) * 1000)
-        if error is not None:
-            waiting(error, wait_ms)
-
-    return AsyncRetrying(
-        retry=retry_if_exception_type(retry_on),
-        wait=wait_random_exponential(
-            multiplier=backoff_ms / 1000, max=max_backoff_ms / 1000, min=backoff_ms / 2000
-        ),
-        stop=lambda _state: stopping.is_set(),
-        sleep=sleep,
-        before_sleep=before_sleep,
-    )
-
-
-async def start_when_up(
-    start: Callable[[], Awaitable[T]],
-    stopping: asyncio.Event,
-    backoff_ms: int,
-    max_backoff_ms: int,
-    waiting: Callable[[BaseException, int], None],
-) -> T | None:
-    """`start()`'s result once it succeeds; None if the worker is told to stop first. A store
-    that cannot be reached yet (Kafka, HBase) is waited for, not a reason to exit: the process
-    keeps its ops endpoint up, unhealthy, and tries again (`retrying`). A misconfiguration is
-    raised."""
-    try:
-        async for attempt in retrying(backoff_ms, max_backoff_ms, stopping, waiting):
-            with attempt:
-                return await start()
-    except RetryError:
-        return None
-    return None
-
-
-class Worker(Protocol):
-    def stop(self) -> None: ...
-    async def run(self) -> None: ...
-
-
-EXIT_MISCONFIGURED, EXIT_KAFKA = 3, 4
-
-
-def run_until_signalled(command: str, worker: Worker, kafka: KafkaSettings) -> int:
-    """Runs the worker until SIGTERM or SIGINT (a clean stop: exit 0). A topic set up against
-    our settings: exit 3, saying which. A Kafka error the worker did not handle: exit 4."""
-
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, worker.stop)
-        await worker.run()
-
-    try:
-        asyncio.run(run())
-    except EventLogMisconfigured as exc:
-        print(f"{command}: {exc}. Fix the setting or the topic, then start again.", file=sys.stderr)
-        return EXIT_MISCONFIGURED
-    except (KafkaError, EventLogUnavailable) as exc:
-        print(
-            f"{command}: Kafka at {kafka.bootstrap}: {exc!r}. Is Kafka up? (`make status`)",
-            file=sys.stderr,
-        )
-        return EXIT_KAFKA
-    return 0

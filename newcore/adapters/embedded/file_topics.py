@@ -1,0 +1,111 @@
+"""The embedded event log's topics under one directory, with transactions across them: what
+Kafka's transactions give the capture worker (outputs and consumed position, all or nothing),
+for unit tests and small installs.
+
+A transaction is a redo log: its records and its commit are first written to one journal file
+(written aside, fsync'ed, then renamed into place: the rename is the commit point), then
+applied to the topics' files and the group's offsets, then the journal is removed. Opening the
+topics again after a crash (kill -9, power loss) redoes a journal that was committed: each
+target partition is cut back to the length the journal recorded before the transaction and
+the records appended again, so the result is the same bytes at the same positions whether or
+not the first application got through. A journal that was not renamed into place never
+happened. One process owns the directory (the embedded log has a single consumer).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from newcore.adapters.embedded.file_event_log import FileEventLog
+from newcore.domain.partitioning import partition_for
+from newcore.errors import EventLogUnavailable
+from newcore.ports import Append
+
+_JOURNAL = "transaction.journal"
+
+
+class FileTopics:
+    def __init__(self, root: Path, partitions: int) -> None:
+        self._root = root
+        self._partitions = partitions
+        self._logs: dict[str, FileEventLog] = {}
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            (root / f"{_JOURNAL}.tmp").unlink(missing_ok=True)  # never committed
+            journal = root / _JOURNAL
+            if journal.exists():
+                self._apply(json.loads(journal.read_bytes()))
+                journal.unlink()
+        except OSError as exc:
+            raise EventLogUnavailable(f"embedded log at {root}: {exc}") from exc
+
+    @property
+    def partitions(self) -> int:
+        return self._partitions
+
+    def log(self, topic: str) -> FileEventLog:
+        """The topic's log (one instance per topic, shared by every reader and writer)."""
+        if topic not in self._logs:
+            self._logs[topic] = FileEventLog(self._root / topic, self._partitions)
+        return self._logs[topic]
+
+    async def transact(
+        self, appends: Sequence[Append], topic: str, group: str, partition: int, position: int
+    ) -> None:
+        """Appends `appends` and commits `position` for (`topic`, `group`, `partition`), all
+        or nothing (see the module docstring)."""
+        starts: dict[str, dict[str, int]] = {}
+        for append in appends:
+            home = partition_for(append.room_id, self._partitions)
+            starts.setdefault(append.topic, {}).setdefault(
+                str(home), self.log(append.topic).end(home)
+            )
+        journal: dict[str, Any] = {
+            "starts": starts,
+            "records": [
+                [a.topic, str(a.room_id), base64.b64encode(a.value).decode("ascii")]
+                for a in appends
+            ],
+            "commit": [topic, group, partition, position],
+        }
+        try:
+            aside = self._root / f"{_JOURNAL}.tmp"
+            with aside.open("wb") as file:
+                file.write(json.dumps(journal).encode())
+                file.flush()
+                os.fsync(file.fileno())
+            aside.replace(self._root / _JOURNAL)  # the commit point
+            self._sync_directory()
+            self._apply(journal)
+            (self._root / _JOURNAL).unlink()
+        except OSError as exc:
+            raise EventLogUnavailable(f"embedded log at {self._root}: {exc}") from exc
+        for name in starts:
+            await self.log(name).wake_readers()
+
+    def _apply(self, journal: dict[str, Any]) -> None:
+        self._cut(journal)
+        by_topic: dict[str, list[tuple[int, bytes]]] = {}
+        for topic, room, value in journal["records"]:
+            by_topic.setdefault(topic, []).append((int(room), base64.b64decode(value)))
+        for topic, records in by_topic.items():
+            self.log(topic).write(records)
+        topic, group, partition, position = journal["commit"]
+        self.log(topic).commit_now(group, {int(partition): int(position)})
+
+    def _cut(self, journal: dict[str, Any]) -> None:
+        for topic, starts in journal["starts"].items():
+            for partition, end in starts.items():
+                self.log(topic).cut_to(int(partition), int(end))
+
+    def _sync_directory(self) -> None:
+        fd = os.open(self._root, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
