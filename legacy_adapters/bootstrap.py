@@ -6,14 +6,27 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from legacy_adapters.adapters.mariadb.binlog_source import BinlogSource
+from legacy_adapters.adapters.mariadb.binlog_reader import MariaDbBinlog
 from legacy_adapters.adapters.mariadb.engine import make_engine
+from legacy_adapters.service.binlog_source import BinlogSource
 from legacy_adapters.settings import LegacyDatabaseSettings, LegacySettings
+from newcore.adapters.kafka.checkpoints import KafkaCheckpointedLog
+from newcore.adapters.ops import WithOps, configure_logging
 
 
-def binlog_source(settings: LegacySettings) -> BinlogSource:
-    """The binlog source: MariaDB's binlog as a replica, hints and checkpoints to Kafka."""
-    return BinlogSource(settings)
+def binlog_source(settings: LegacySettings) -> tuple[WithOps, BinlogSource]:
+    """The binlog source (MariaDB's binlog as a replica; hints and checkpoints to Kafka) with
+    its ops endpoint; the source itself for its exit code."""
+    s = settings.binlog
+    output = KafkaCheckpointedLog(
+        settings.kafka, settings.topics, s.checkpoint_topic, s.transactional_id,
+        s.transaction_timeout_ms,
+    )  # fmt: skip
+    source = BinlogSource(
+        MariaDbBinlog(settings.database, s.server_id), output, settings.topics, s,
+        configure_logging("binlog-source"),
+    )  # fmt: skip
+    return WithOps(source, s.ops_host, s.ops_port), source
 
 
 def seed_engine(database: LegacyDatabaseSettings) -> Engine:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
-from typing import Any, Protocol
 
 from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.adapters.mariadb.monolith_reader import MariaDbMonolithReader
@@ -17,36 +16,11 @@ from legacy_adapters.settings import LegacyDatabaseSettings
 from newcore.adapters.hbase.read_store import HBaseReadStore, ensure_tables
 from newcore.adapters.kafka.event_log import KafkaEventLog
 from newcore.adapters.kafka.subscription import KafkaCaptureSubscription, KafkaSubscription
-from newcore.adapters.ops import configure_logging, serve_ops
+from newcore.adapters.ops import WithOps, configure_logging
 from newcore.service.capture import Capturer
 from newcore.service.capture_worker import CaptureWorker
 from newcore.service.update_worker import UpdateWorker
-from newcore.service.worker import Worker
 from newcore.settings import NewCoreSettings, read
-
-
-class Observable(Worker, Protocol):
-    def health(self) -> dict[str, Any]: ...
-
-
-class WithOps:
-    """A worker with its ops endpoint (/metrics, /healthz) up for as long as it runs: up and
-    unhealthy while the worker waits for what is down."""
-
-    def __init__(self, worker: Observable, host: str, port: int) -> None:
-        self._worker = worker
-        self._host = host
-        self._port = port
-
-    def stop(self) -> None:
-        self._worker.stop()
-
-    async def run(self) -> None:
-        ops = await serve_ops(self._host, self._port, self._worker.health)
-        try:
-            await self._worker.run()
-        finally:
-            await ops.stop()
 
 
 @contextmanager

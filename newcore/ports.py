@@ -202,6 +202,30 @@ class TransactionalSubscription(Subscription, Protocol):
         ...
 
 
+class CheckpointedLog(Protocol):
+    """A source's output (the binlog source's hints): its appends and its checkpoint (where it
+    resumes) in one transaction, so that after any crash the last committed checkpoint and the
+    appends visible to readers of committed data agree: nothing lost, nothing twice. The
+    source's identity is exclusive: starting a second copy fences the first."""
+
+    async def start(self) -> bytes | None:
+        """Takes the identity (fencing any other writer of it; its open transaction is
+        aborted), then returns the last committed checkpoint, or None when none was ever
+        written. Raises EventLogUnavailable (try again later), EventLogMisconfigured."""
+        ...
+
+    async def append(self, appends: Sequence[Append], checkpoint: bytes) -> None:
+        """Appends `appends` (each to its room's partition of its topic, in order per room)
+        and makes `checkpoint` the last one, atomically. Raises EventLogFenced (another copy
+        took the identity: stop), EventLogUnavailable (none of it is visible; `start` again
+        before the next append)."""
+        ...
+
+    async def close(self) -> None:
+        """Releases the identity's connections; an open transaction is left to be aborted."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRead:
     """The monolith's current state of the messages a read asked about."""

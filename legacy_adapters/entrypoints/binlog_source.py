@@ -1,7 +1,7 @@
 """`chat-binlog-source`: the monolith's binlog as hints, the guarantee behind the gateway's.
 
 Thin: reads the settings, builds the source from the composition root, runs it until a signal.
-What the source does and promises: `legacy_adapters/adapters/mariadb/binlog_source.py`.
+What the source does and promises: `legacy_adapters/service/binlog_source.py`.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"chat-binlog-source: {exc}", file=sys.stderr)
         return 2
-    source = bootstrap.binlog_source(settings)
-    code = run_until_signalled("chat-binlog-source", source, f"Kafka at {settings.kafka.bootstrap}")
+    served, source = bootstrap.binlog_source(settings)
+    code = run_until_signalled("chat-binlog-source", served, f"Kafka at {settings.kafka.bootstrap}")
     return code or source.exit_code
 
 

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 from prometheus_client import make_asgi_app
@@ -228,3 +228,29 @@ async def _serve(server: InLoopServer, where: str) -> None:
                 cause.errno, f"ops endpoint cannot listen on {where}: {cause.strerror}"
             ) from cause
         raise OSError(f"ops endpoint on {where} failed to start") from exit_
+
+
+class Runnable(Protocol):
+    def stop(self) -> None: ...
+    async def run(self) -> None: ...
+    def health(self) -> dict[str, Any]: ...
+
+
+class WithOps:
+    """A worker with its ops endpoint (/metrics, /healthz) up for as long as it runs: up and
+    unhealthy while the worker waits for what is down."""
+
+    def __init__(self, worker: Runnable, host: str, port: int) -> None:
+        self._worker = worker
+        self._host = host
+        self._port = port
+
+    def stop(self) -> None:
+        self._worker.stop()
+
+    async def run(self) -> None:
+        ops = await serve_ops(self._host, self._port, self._worker.health)
+        try:
+            await self._worker.run()
+        finally:
+            await ops.stop()

@@ -21,9 +21,12 @@ def run(scenario: Callable[[], Awaitable[None]]) -> None:
 
 
 async def read_all(log: EventLog, partition: int, from_position: int = 0) -> list[LogRecord]:
+    """Every record of the partition from `from_position` on. Positions need not be dense (a
+    transactional topic has markers between records)."""
     found: list[LogRecord] = []
     while True:
-        batch = await log.read(partition, from_position + len(found), 1000, timeout_ms=500)
+        at = found[-1].position + 1 if found else from_position
+        batch = await log.read(partition, at, 1000, timeout_ms=500)
         if not batch:
             return found
         found += batch

@@ -225,3 +225,20 @@ def _control(settings: LegacyDatabaseSettings) -> Iterator[Any]:
         raise BinlogUnavailable(f"MariaDB at {settings.describe()}: {exc!r}") from exc
     finally:
         connection.close()
+
+
+class MariaDbBinlog:
+    """The Binlog port on the monolith's MariaDB (`legacy_adapters/ports.py`)."""
+
+    def __init__(self, settings: LegacyDatabaseSettings, server_id: int) -> None:
+        self._settings = settings
+        self._server_id = server_id
+
+    def check(self) -> None:
+        check_logging(self._settings)
+
+    def end(self) -> BinlogPosition:
+        return current_position(self._settings)
+
+    def stream(self, start: BinlogPosition) -> BinlogReader:
+        return BinlogReader(self._settings, start, self._server_id)

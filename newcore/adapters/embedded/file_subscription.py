@@ -89,7 +89,9 @@ class FileSubscription:
         await self._log.commit(self._group, positions)
 
     async def transact(self, partition: int, appends: Sequence[Append], next_position: int) -> None:
-        await self._topics.transact(appends, self._topic, self._group, partition, next_position)
+        await self._topics.transact(
+            appends, commit=(self._topic, self._group, partition, next_position)
+        )
 
     async def lag(self) -> dict[int, int]:
         return {p: self._log.end(p) - position for p, position in self._positions.items()}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from newcore.errors import EventLogUnavailable
 from newcore.ports import Append
 
 _JOURNAL = "transaction.journal"
+_IDENTITY = re.compile(r"^[A-Za-z0-9_.-]{1,200}$")
 
 
 class FileTopics:
@@ -55,10 +57,13 @@ class FileTopics:
         return self._logs[topic]
 
     async def transact(
-        self, appends: Sequence[Append], topic: str, group: str, partition: int, position: int
+        self,
+        appends: Sequence[Append],
+        commit: tuple[str, str, int, int] | None = None,
+        checkpoint: tuple[str, bytes] | None = None,
     ) -> None:
-        """Appends `appends` and commits `position` for (`topic`, `group`, `partition`), all
-        or nothing (see the module docstring)."""
+        """Appends `appends`, commits `commit` (topic, group, partition, next position) and
+        writes `checkpoint` (identity, value), all or nothing (see the module docstring)."""
         starts: dict[str, dict[str, int]] = {}
         for append in appends:
             home = partition_for(append.room_id, self._partitions)
@@ -71,7 +76,12 @@ class FileTopics:
                 [a.topic, str(a.room_id), base64.b64encode(a.value).decode("ascii")]
                 for a in appends
             ],
-            "commit": [topic, group, partition, position],
+            "commit": list(commit) if commit else None,
+            "checkpoint": (
+                [checkpoint[0], base64.b64encode(checkpoint[1]).decode("ascii")]
+                if checkpoint
+                else None
+            ),
         }
         try:
             aside = self._root / f"{_JOURNAL}.tmp"
@@ -95,8 +105,42 @@ class FileTopics:
             by_topic.setdefault(topic, []).append((int(room), base64.b64decode(value)))
         for topic, records in by_topic.items():
             self.log(topic).write(records)
-        topic, group, partition, position = journal["commit"]
-        self.log(topic).commit_now(group, {int(partition): int(position)})
+        if journal["commit"]:
+            topic, group, partition, position = journal["commit"]
+            self.log(topic).commit_now(group, {int(partition): int(position)})
+        if journal["checkpoint"]:
+            identity, value = journal["checkpoint"]
+            self._write_aside(self._checkpoint_path(identity), base64.b64decode(value))
+
+    def checkpoint(self, identity: str) -> bytes | None:
+        """The last checkpoint written for `identity`, or None."""
+        path = self._checkpoint_path(identity)
+        return path.read_bytes() if path.exists() else None
+
+    def take(self, identity: str) -> int:
+        """A new epoch for `identity` (durable): writers of older epochs are fenced."""
+        epoch = self.epoch(identity) + 1
+        self._write_aside(self._checkpoint_path(identity).with_suffix(".epoch"), b"%d" % epoch)
+        return epoch
+
+    def epoch(self, identity: str) -> int:
+        path = self._checkpoint_path(identity).with_suffix(".epoch")
+        return int(path.read_bytes()) if path.exists() else 0
+
+    def _checkpoint_path(self, identity: str) -> Path:
+        if not _IDENTITY.match(identity):
+            raise ValueError(f"identity {identity!r}: use letters, digits, '_', '.', '-'")
+        folder = self._root / "checkpoints"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{identity}.checkpoint"
+
+    def _write_aside(self, path: Path, data: bytes) -> None:
+        aside = path.with_name(path.name + ".tmp")
+        with aside.open("wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        aside.replace(path)
 
     def _cut(self, journal: dict[str, Any]) -> None:
         for topic, starts in journal["starts"].items():

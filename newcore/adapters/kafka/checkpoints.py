@@ -8,12 +8,19 @@ The topic has one partition; compaction keeps the latest record per key.
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
+import asyncio
+from collections.abc import Sequence
+from typing import Any
 
-from newcore.adapters.kafka.event_log import ensure_topic
-from newcore.ports import EventLogUnavailable
-from newcore.settings import KafkaSettings
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from newcore.adapters.kafka.event_log import ensure_topic, send_batched
+from newcore.adapters.kafka.group import stop_quietly, transact, within
+from newcore.domain.partitioning import partition_for
+from newcore.errors import EventLogFenced, EventLogUnavailable
+from newcore.ports import Append
+from newcore.settings import KafkaSettings, TopicSettings
 
 COMPACTED = {"cleanup.policy": "compact", "segment.ms": "3600000", "min.compaction.lag.ms": "0"}
 _TAIL = 500  # records read back from the end per step when looking for the last checkpoint
@@ -61,3 +68,101 @@ async def last_checkpoint(settings: KafkaSettings, topic: str, key: bytes) -> by
         raise EventLogUnavailable(f"Kafka at {settings.bootstrap}, topic {topic}: {exc!r}") from exc
     finally:
         await consumer.stop()
+
+
+class KafkaCheckpointedLog:
+    """The CheckpointedLog port on Kafka: the identity is a transactional id, the checkpoint a
+    record keyed by it in a compacted topic of one partition, written in the same transaction
+    as the appends. Every aiokafka exception becomes the port's here, every call bounded in
+    time (`transaction_timeout_ms`)."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        topics: TopicSettings,
+        checkpoint_topic: str,
+        identity: str,
+        transaction_timeout_ms: int,
+    ) -> None:
+        self._kafka = kafka
+        self._topics = topics
+        self._checkpoint_topic = checkpoint_topic
+        self._identity = identity
+        self._seconds = transaction_timeout_ms / 1000
+        self._producer: AIOKafkaProducer | None = None
+        self._topics_ready = False
+
+    async def start(self) -> bytes | None:
+        await self._drop()
+        try:
+            if not self._topics_ready:
+                t = self._topics
+                await ensure_topic(self._kafka, t.hints, t.partitions)
+                await ensure_topic(self._kafka, t.dead_letters, t.partitions)
+                await ensure_checkpoint_topic(self._kafka, self._checkpoint_topic)
+                self._topics_ready = True
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self._kafka.bootstrap, transactional_id=self._identity,
+                request_timeout_ms=self._kafka.request_timeout_ms, linger_ms=5,
+            )  # fmt: skip
+            try:  # fences any other copy: its last commit is settled when this returns
+                await within(self._seconds, producer.start(), "starting the producer")
+            except BaseException:
+                await stop_quietly(producer)
+                raise
+            self._producer = producer
+            return await within(
+                self._seconds,
+                last_checkpoint(self._kafka, self._checkpoint_topic, self._identity.encode()),
+                "reading the checkpoint",
+            )
+        except KafkaError as exc:
+            await self._drop()
+            raise EventLogUnavailable(f"Kafka at {self._kafka.bootstrap}: {exc!r}") from exc
+
+    async def append(self, appends: Sequence[Append], checkpoint: bytes) -> None:
+        producer = self._producer
+        if producer is None:
+            raise EventLogUnavailable("not started (or dropped after a failure): start again")
+        by_topic: dict[str, list[Append]] = {}
+        for append in appends:
+            by_topic.setdefault(append.topic, []).append(append)
+        partitions = self._topics.partitions
+
+        async def body() -> None:
+            sent: list[asyncio.Future[Any]] = []
+            for topic, records in by_topic.items():
+                sent += await send_batched(
+                    producer,
+                    topic,
+                    (
+                        (partition_for(a.room_id, partitions), a.room_id.to_bytes(8, "big"),
+                         a.value)
+                        for a in records
+                    ),
+                )  # fmt: skip
+            sent.append(
+                await producer.send(
+                    self._checkpoint_topic, checkpoint, key=self._identity.encode(), partition=0
+                )
+            )
+            await asyncio.gather(*sent)
+
+        try:
+            await transact(producer, body, self._seconds)
+        except ProducerFenced as exc:
+            await self._drop()
+            raise EventLogFenced(
+                f"another source with transactional id {self._identity} took over"
+            ) from exc
+        except KafkaError as exc:
+            await self._drop()  # the next producer of this id aborts the open transaction
+            raise EventLogUnavailable(f"Kafka at {self._kafka.bootstrap}: {exc!r}") from exc
+
+    async def close(self) -> None:
+        await self._drop()
+
+    async def _drop(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            await stop_quietly(producer)

@@ -143,7 +143,8 @@ class KafkaSubscription:
         for tp in consumer.assignment():
             end = consumer.last_stable_offset(tp)
             if end is not None:
-                with contextlib.suppress(IllegalStateError):  # revoked while this awaited
+                # Revoked while this awaited, or Kafka gone: a gauge, not worth an error.
+                with contextlib.suppress(IllegalStateError, KafkaError):
                     found[tp.partition] = max(0, end - await consumer.position(tp))
         return found
 

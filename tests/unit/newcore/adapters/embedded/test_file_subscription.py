@@ -63,7 +63,7 @@ WRITER = textwrap.dedent(
         print("ready", flush=True)
         for i in range(start, start + 1_000_000):
             appends = [Append("out", room, f"{i}".encode()) for room in (1, 2, 3, 4, 5)]
-            await topics.transact(appends, "in", "g", 0, i + 1)
+            await topics.transact(appends, commit=("in", "g", 0, i + 1))
 
     asyncio.run(main())
     """
