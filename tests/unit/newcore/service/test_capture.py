@@ -5,13 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from legacy_adapters.adapters.embedded.memory_monolith import InMemoryMonolith
 from legacy_adapters.domain.translation import LegacyMessageRow
 from newcore.domain.events import MessageUpserted
 from newcore.domain.hints import Hint, MessageHint, RangeHint
 from newcore.domain.partitioning import partition_for
 from newcore.ports import LogRecord, MessageRead
-from newcore.service.capture import Capturer
+from newcore.service.capture import Capturer, split_by_ranges
 from newcore.wire.hints import encode_hint
 
 PARTITIONS = 4
@@ -71,3 +73,31 @@ def test_a_hint_on_another_partition_than_its_rooms_is_a_dead_letter() -> None:
     taken = capturer.capture(records(home, MessageHint(ROOM, 1)), 0)
     assert [e.message.body for e in taken.events if isinstance(e, MessageUpserted)] == ["hello"]
     assert taken.dead_letters == []
+
+
+# -- pieces: one capture reads a bounded number of rows ----------------------------------
+
+
+def split_records(*hints: Hint | bytes) -> list[LogRecord]:
+    return [
+        LogRecord(0, n, 1, h if isinstance(h, bytes) else encode_hint(h))
+        for n, h in enumerate(hints)
+    ]
+
+
+def test_pieces_keep_log_order_and_hold_at_most_max_ranges_range_hints() -> None:
+    batch = split_records(
+        MessageHint(1, 1), RangeHint(1, 1, 9), b"junk", RangeHint(1, 10, 19),
+        MessageHint(1, 2), RangeHint(1, 20, 29), MessageHint(1, 3),
+    )  # fmt: skip
+    pieces = split_by_ranges(batch, 2)
+    assert [[r.position for r in piece] for piece in pieces] == [[0, 1, 2, 3, 4], [5, 6]]
+    assert [r for piece in pieces for r in piece] == batch
+
+
+def test_a_batch_without_ranges_stays_whole_and_an_empty_one_has_no_pieces() -> None:
+    batch = split_records(*(MessageHint(1, m) for m in range(1, 500)))
+    assert split_by_ranges(batch, 1) == [batch]
+    assert split_by_ranges([], 3) == []
+    with pytest.raises(ValueError, match="at least 1"):
+        split_by_ranges(batch, 0)

@@ -1,15 +1,24 @@
 """Checkpoints on the real Kafka: the last committed one per key is found behind transaction
-markers, aborted transactions and other keys' checkpoints."""
+markers, aborted transactions and other keys' checkpoints; the checkpointed log holds the
+CheckpointedLog contract."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
-from newcore.adapters.kafka.checkpoints import ensure_checkpoint_topic, last_checkpoint
-from newcore.settings import KafkaSettings
+from newcore.adapters.kafka.checkpoints import (
+    KafkaCheckpointedLog,
+    ensure_checkpoint_topic,
+    last_checkpoint,
+)
+from newcore.adapters.kafka.event_log import KafkaEventLog, ensure_topic
+from newcore.ports import CheckpointedLog, EventLog
+from newcore.settings import KafkaSettings, TopicSettings
+from tests.contracts.checkpointed_log import PARTITIONS, CheckpointedLogContract
 from tests.support.stack import Stack, require_port
 
 
@@ -51,3 +60,21 @@ def test_the_last_committed_checkpoint_is_found_behind_markers_and_aborts(stack:
         return nothing_yet, ours, theirs, unknown
 
     assert asyncio.run(scenario()) == (None, b"second", b"299", None)
+
+
+class TestKafkaCheckpointedLog(CheckpointedLogContract):
+    @pytest.fixture(autouse=True)
+    def _kafka(self, stack: Stack) -> None:
+        require_port("Kafka", stack.host, stack.kafka_port)
+        self._settings = KafkaSettings(bootstrap=stack.kafka_bootstrap)
+
+    async def open_source(self, name: str) -> CheckpointedLog:
+        topics = TopicSettings(
+            hints=f"{name}.hints", events=f"{name}.events", dead_letters=f"{name}.dead",
+            partitions=PARTITIONS,
+        )  # fmt: skip
+        return KafkaCheckpointedLog(self._settings, topics, f"{name}.cp", name, 15_000)
+
+    async def hints(self, name: str) -> EventLog:
+        await ensure_topic(self._settings, f"{name}.hints", PARTITIONS)
+        return KafkaEventLog(self._settings, f"{name}.hints", PARTITIONS)
