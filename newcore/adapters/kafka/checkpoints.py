@@ -10,14 +10,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
 
-from newcore.adapters.kafka.event_log import ensure_topic, send_batched
+from newcore.adapters.kafka.event_log import ensure_topic, send_appends
 from newcore.adapters.kafka.group import stop_quietly, transact, within
-from newcore.domain.partitioning import partition_for
 from newcore.errors import EventLogFenced, EventLogUnavailable
 from newcore.ports import Append
 from newcore.settings import KafkaSettings, TopicSettings
@@ -124,23 +122,9 @@ class KafkaCheckpointedLog:
         producer = self._producer
         if producer is None:
             raise EventLogUnavailable("not started (or dropped after a failure): start again")
-        by_topic: dict[str, list[Append]] = {}
-        for append in appends:
-            by_topic.setdefault(append.topic, []).append(append)
-        partitions = self._topics.partitions
 
         async def body() -> None:
-            sent: list[asyncio.Future[Any]] = []
-            for topic, records in by_topic.items():
-                sent += await send_batched(
-                    producer,
-                    topic,
-                    (
-                        (partition_for(a.room_id, partitions), a.room_id.to_bytes(8, "big"),
-                         a.value)
-                        for a in records
-                    ),
-                )  # fmt: skip
+            sent = await send_appends(producer, appends, self._topics.partitions)
             sent.append(
                 await producer.send(
                     self._checkpoint_topic, checkpoint, key=self._identity.encode(), partition=0

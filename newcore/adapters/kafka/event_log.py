@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from newcore.adapters.kafka.group import within
 from newcore.domain.partitioning import partition_for
 from newcore.errors import EventLogMisconfigured, EventLogUnavailable
-from newcore.ports import LogRecord
+from newcore.ports import Append, LogRecord
 from newcore.settings import KafkaSettings
 
 
@@ -116,6 +116,27 @@ async def send_batched(
                 sent.append(await producer.send(topic, value, key=key, partition=partition))
     for partition, batch in open_batches.items():
         sent.append(await producer.send_batch(batch, topic, partition=partition))
+    return sent
+
+
+async def send_appends(
+    producer: AIOKafkaProducer, appends: Sequence[Append], partitions: int
+) -> list[asyncio.Future[Any]]:
+    """Sends each append to its room's partition of its topic (key: the room id, 8 bytes),
+    topic by topic, in order per room; returns the delivery futures."""
+    by_topic: dict[str, list[Append]] = {}
+    for append in appends:
+        by_topic.setdefault(append.topic, []).append(append)
+    sent: list[asyncio.Future[Any]] = []
+    for topic, records in by_topic.items():
+        sent += await send_batched(
+            producer,
+            topic,
+            (
+                (partition_for(a.room_id, partitions), a.room_id.to_bytes(8, "big"), a.value)
+                for a in records
+            ),
+        )
     return sent
 
 

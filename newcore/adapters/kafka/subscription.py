@@ -32,7 +32,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError, ProducerFenced
 
-from newcore.adapters.kafka.event_log import ensure_topic, room_of_key, send_batched
+from newcore.adapters.kafka.event_log import ensure_topic, room_of_key, send_appends
 from newcore.adapters.kafka.group import (
     PartitionBackoff,
     group_consumer,
@@ -41,7 +41,6 @@ from newcore.adapters.kafka.group import (
     transact,
     within,
 )
-from newcore.domain.partitioning import partition_for
 from newcore.errors import EventLogFenced, EventLogUnavailable
 from newcore.ports import Append, Batch, LogRecord
 from newcore.settings import CapturerSettings, KafkaSettings, WorkerSettings
@@ -225,26 +224,9 @@ class KafkaCaptureSubscription(KafkaSubscription):
         producer = self._owners.get(tp)
         if producer is None:
             raise EventLogUnavailable(f"partition {partition} is not owned (yet)")
-        by_topic: dict[str, list[Append]] = {}
-        for append in appends:
-            by_topic.setdefault(append.topic, []).append(append)
 
         async def body() -> None:
-            sent: list[asyncio.Future[Any]] = []
-            for topic, records in by_topic.items():
-                sent += await send_batched(
-                    producer,
-                    topic,
-                    (
-                        (
-                            partition_for(a.room_id, self._partitions),
-                            a.room_id.to_bytes(8, "big"),
-                            a.value,
-                        )
-                        for a in records
-                    ),
-                )
-            await asyncio.gather(*sent)
+            await asyncio.gather(*await send_appends(producer, appends, self._partitions))
             await producer.send_offsets_to_transaction({tp: next_position}, self._group)
 
         try:

@@ -80,16 +80,22 @@ def pipeline_services(
     return services
 
 
+def fresh_tables(stack: Stack) -> HBaseSettings:
+    """Read-model tables of this test's own (the caller drops them)."""
+    require_port("Kafka", stack.host, stack.kafka_port)
+    require_port("HBase Thrift", stack.host, stack.hbase_thrift_port)
+    hbase = HBaseSettings(host=stack.host, thrift_port=stack.hbase_thrift_port,
+                          table_prefix=f"test_{uuid.uuid4().hex[:8]}")  # fmt: skip
+    ensure_tables(hbase)
+    return hbase
+
+
 @pytest.fixture
 def pipeline(
     stack: Stack, tmp_path: Path
 ) -> Iterator[tuple[SqlArranger, HBaseReadStore, list[Service]]]:
-    require_port("Kafka", stack.host, stack.kafka_port)
-    require_port("HBase Thrift", stack.host, stack.hbase_thrift_port)
-    run = uuid.uuid4().hex[:8]
-    hbase = HBaseSettings(host=stack.host, thrift_port=stack.hbase_thrift_port,
-                          table_prefix=f"test_{run}")  # fmt: skip
-    ensure_tables(hbase)
+    hbase = fresh_tables(stack)
+    run = hbase.table_prefix.removeprefix("test_")
     with scratch_database(stack) as (database, engine):
         services = pipeline_services(stack, database.db_name, hbase, f"test-{run}", tmp_path)
         store = HBaseReadStore(hbase)
@@ -155,12 +161,8 @@ def test_the_three_processes_started_at_once_on_new_topics_all_come_up(
     exited 3 in 3 tries of 6 ("topic ... has 0 partitions, expected 16"): a topic another
     process had created a moment ago was taken for a misconfigured one. Several rounds, each
     on new topic names; every process must come up healthy and stay alive."""
-    require_port("Kafka", stack.host, stack.kafka_port)
-    require_port("HBase Thrift", stack.host, stack.hbase_thrift_port)
-    run = uuid.uuid4().hex[:8]
-    hbase = HBaseSettings(host=stack.host, thrift_port=stack.hbase_thrift_port,
-                          table_prefix=f"test_{run}")  # fmt: skip
-    ensure_tables(hbase)
+    hbase = fresh_tables(stack)
+    run = hbase.table_prefix.removeprefix("test_")
     try:
         with scratch_database(stack) as (database, _engine):
             for attempt in range(3):
