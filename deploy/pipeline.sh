@@ -31,7 +31,11 @@ program_section() {  # name
 command=$VENV_DIR/bin/${COMMAND[$1]}
 directory=$PROJECT_DIR
 autostart=true
-autorestart=true
+; Restarted when it dies (a kill, exit 1 or 4); not for what an operator must fix: a bad
+; setting (2), a misconfiguration (3), another copy took over (5). Those stay EXITED, and
+; status and start say so, instead of a restart loop (two binlog sources fencing each other).
+autorestart=unexpected
+exitcodes=0,2,3,5
 startsecs=2
 startretries=5
 stopsignal=TERM
@@ -124,8 +128,8 @@ wait_ready() {
     read_states
     pending=()
     for p in "${PROGRAMS[@]}"; do
-      if [[ "${STATE[$p]:-}" == FATAL ]]; then
-        printf 'error: %s keeps exiting (supervisord gave up: FATAL). Last lines of %s:\n' "$p" "$DIR/$p.log" >&2
+      if [[ "${STATE[$p]:-}" == FATAL || "${STATE[$p]:-}" == EXITED ]]; then
+        printf 'error: %s exited and is not restarted (%s: FATAL = it kept dying; EXITED = exit 2, 3 or 5, a setting or another copy to fix). Last lines of %s:\n' "$p" "${STATE[$p]}" "$DIR/$p.log" >&2
         tail -n 30 "$DIR/$p.log" >&2 || true
         exit 1
       fi

@@ -125,6 +125,8 @@ class BinlogSource:
                 retry_on=(BinlogUnavailable, EventLogUnavailable),
             ):  # fmt: skip
                 with attempt:
+                    if self._stopping.is_set():  # told during the wait
+                        return
                     await self._stream()
         except RetryError:
             return  # told to stop while waiting

@@ -98,10 +98,13 @@ class CaptureWorker(SteppingWorker):
 
     async def step(self, max_records: int | None = None, timeout_ms: int = POLL_TIMEOUT_MS) -> int:
         """One poll captured (every partition's batch, side by side); the number of hint
-        records polled."""
+        records polled. An error the policy does not handle stops the other partitions' work
+        before the poll's hold on its partitions is released (a task group, not a gather that
+        would leave them running)."""
         limit = max_records or self._settings.max_records
-        async with self._subscription.poll(limit, timeout_ms) as batches:
-            await asyncio.gather(*(self._capture(batch) for batch in batches))
+        async with self._subscription.poll(limit, timeout_ms) as batches, asyncio.TaskGroup() as tg:
+            for batch in batches:
+                tg.create_task(self._capture(batch))
         for partition, lag in (await self._subscription.lag()).items():
             LAG.labels(partition=str(partition)).set(lag)
         health = self._subscription.health()

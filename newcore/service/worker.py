@@ -49,8 +49,9 @@ def retrying(
     of it, at least half of `backoff_ms`): copies of a process restarted together do not hit a
     recovering broker in step, and the end of an outage is followed within `max_backoff_ms`.
     `waiting(error, wait_ms)` is told before each wait. A wait ends at once when `stopping` is
-    set, and the retrying then stops (tenacity's RetryError, which callers take for "told to
-    stop")."""
+    set; tenacity decides to stop only after a failure, so each attempt begins by checking
+    `stopping` (a stop told during the wait starts nothing more). The retrying stops with
+    tenacity's RetryError, which callers take for "told to stop"."""
 
     async def sleep(seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -85,6 +86,8 @@ async def start_when_up(
     try:
         async for attempt in retrying(backoff_ms, max_backoff_ms, stopping, waiting):
             with attempt:
+                if stopping.is_set():  # told during the wait: no other attempt
+                    return None
                 return await start()
     except RetryError:
         return None

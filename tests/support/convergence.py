@@ -141,20 +141,25 @@ class Crash(Exception):
 
 class Fuse:
     """Where a worker dies: armed, its next commit (the update worker's `commit`, the capture
-    worker's `transact`) raises Crash before or after the commit went through."""
+    worker's `transact`) raises Crash before or after the commit went through. Once blown it
+    stays blown: every later commit of that worker raises before it starts (a dead process
+    commits nothing more; a fresh worker gets a fresh fuse)."""
 
     def __init__(self) -> None:
         self.point: str | None = None
+        self.blown = False
 
     def arm(self, point: str | None) -> None:
         self.point = point
 
     async def around(self, commit: Coroutine[Any, Any, None]) -> None:
-        if self.point == "before_commit":
+        if self.blown or self.point == "before_commit":
             commit.close()  # never started: nothing of it happened
+            self.blown = True
             raise Crash
         await commit
         if self.point == "after_commit":
+            self.blown = True
             raise Crash
 
 
@@ -265,6 +270,7 @@ class FilePipeline:
 
     async def crashed(self, worker: str) -> None:
         self._workers = None
+        self._fuses = (Fuse(), Fuse())
         self._topics = FileTopics(self._root, PARTITIONS)
 
     async def close(self) -> None:

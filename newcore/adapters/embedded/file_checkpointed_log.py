@@ -1,7 +1,8 @@
 """The CheckpointedLog port on the embedded topics: the appends and the checkpoint in one
 redo-journal transaction (`FileTopics`). The identity is an epoch counter: `start` takes a new
-epoch, and a writer whose epoch is no longer the latest is fenced at its next append (a copy
-started on the same directory takes over, as on Kafka)."""
+epoch, and a writer whose epoch is no longer the latest is fenced at its next append (a second
+copy in the same process, sharing the `FileTopics`, takes over, as on Kafka). The embedded
+topics belong to one process: a second process on the same directory is not supported."""
 
 from __future__ import annotations
 

@@ -94,12 +94,14 @@ class FileEventLog:
         try:
             for partition, items in by_partition.items():
                 index = self._index[partition]
+                ends: list[int] = []  # the index moves only once the bytes are durable
                 with self._path(partition).open("ab") as file:
                     for room_id, value in items:
                         file.write(_HEADER.pack(room_id, len(value)) + value)
-                        index.append(index[-1] + _HEADER.size + len(value))
+                        ends.append((ends[-1] if ends else index[-1]) + _HEADER.size + len(value))
                     file.flush()
                     os.fsync(file.fileno())
+                index.extend(ends)
         except OSError as exc:
             raise EventLogUnavailable(f"embedded log at {self._dir}: {exc}") from exc
 
@@ -165,6 +167,16 @@ class FileEventLog:
             file.flush()
             os.fsync(file.fileno())
         temporary.replace(path)  # atomic: a crash leaves the old or the new offsets, never half
+        sync_directory(path.parent)  # and the rename survives a power loss
 
     async def close(self) -> None:
         return None
+
+
+def sync_directory(directory: Path) -> None:
+    """Makes the renames and removals in `directory` durable (a power loss keeps them)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

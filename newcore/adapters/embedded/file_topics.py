@@ -9,7 +9,11 @@ topics again after a crash (kill -9, power loss) redoes a journal that was commi
 target partition is cut back to the length the journal recorded before the transaction and
 the records appended again, so the result is the same bytes at the same positions whether or
 not the first application got through. A journal that was not renamed into place never
-happened. One process owns the directory (the embedded log has a single consumer).
+happened. Every rename and the removal of the journal are made durable (the directory is
+fsync'ed) before a transaction returns: a redo after a power loss never cuts records appended
+after the transaction. A failure after the commit point (a full disk while applying) leaves the
+instance refusing every call until the topics are opened again, which completes the
+transaction. One process owns the directory (the embedded log has a single consumer).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from newcore.adapters.embedded.file_event_log import FileEventLog
+from newcore.adapters.embedded.file_event_log import FileEventLog, sync_directory
 from newcore.domain.partitioning import partition_for
 from newcore.errors import EventLogUnavailable
 from newcore.ports import Append
@@ -36,6 +40,7 @@ class FileTopics:
         self._root = root
         self._partitions = partitions
         self._logs: dict[str, FileEventLog] = {}
+        self._broken: str | None = None
         try:
             root.mkdir(parents=True, exist_ok=True)
             (root / f"{_JOURNAL}.tmp").unlink(missing_ok=True)  # never committed
@@ -52,6 +57,7 @@ class FileTopics:
 
     def log(self, topic: str) -> FileEventLog:
         """The topic's log (one instance per topic, shared by every reader and writer)."""
+        self._usable()
         if topic not in self._logs:
             self._logs[topic] = FileEventLog(self._root / topic, self._partitions)
         return self._logs[topic]
@@ -64,6 +70,7 @@ class FileTopics:
     ) -> None:
         """Appends `appends`, commits `commit` (topic, group, partition, next position) and
         writes `checkpoint` (identity, value), all or nothing (see the module docstring)."""
+        self._usable()
         starts: dict[str, dict[str, int]] = {}
         for append in appends:
             home = partition_for(append.room_id, self._partitions)
@@ -89,12 +96,17 @@ class FileTopics:
                 file.write(json.dumps(journal).encode())
                 file.flush()
                 os.fsync(file.fileno())
+        except OSError as exc:  # before the commit point: nothing happened
+            raise EventLogUnavailable(f"embedded log at {self._root}: {exc}") from exc
+        try:
             aside.replace(self._root / _JOURNAL)  # the commit point
-            self._sync_directory()
+            sync_directory(self._root)
             self._apply(journal)
             (self._root / _JOURNAL).unlink()
+            sync_directory(self._root)
         except OSError as exc:
-            raise EventLogUnavailable(f"embedded log at {self._root}: {exc}") from exc
+            self._broken = f"a transaction failed after its commit point ({exc}): open it again"
+            raise EventLogUnavailable(f"embedded log at {self._root}: {self._broken}") from exc
         for name in starts:
             await self.log(name).wake_readers()
 
@@ -141,15 +153,13 @@ class FileTopics:
             file.flush()
             os.fsync(file.fileno())
         aside.replace(path)
+        sync_directory(path.parent)
 
     def _cut(self, journal: dict[str, Any]) -> None:
         for topic, starts in journal["starts"].items():
             for partition, end in starts.items():
                 self.log(topic).cut_to(int(partition), int(end))
 
-    def _sync_directory(self) -> None:
-        fd = os.open(self._root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    def _usable(self) -> None:
+        if self._broken is not None:
+            raise EventLogUnavailable(f"embedded log at {self._root}: {self._broken}")

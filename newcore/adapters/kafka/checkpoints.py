@@ -65,7 +65,7 @@ async def last_checkpoint(settings: KafkaSettings, topic: str, key: bytes) -> by
     except KafkaError as exc:
         raise EventLogUnavailable(f"Kafka at {settings.bootstrap}, topic {topic}: {exc!r}") from exc
     finally:
-        await consumer.stop()
+        await stop_quietly(consumer)
 
 
 class KafkaCheckpointedLog:
@@ -101,6 +101,7 @@ class KafkaCheckpointedLog:
                 self._topics_ready = True
             producer = AIOKafkaProducer(
                 bootstrap_servers=self._kafka.bootstrap, transactional_id=self._identity,
+                transaction_timeout_ms=round(self._seconds * 1000),
                 request_timeout_ms=self._kafka.request_timeout_ms, linger_ms=5,
             )  # fmt: skip
             try:  # fences any other copy: its last commit is settled when this returns

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
-from newcore.adapters.kafka.group import within
+from newcore.adapters.kafka.group import stop_quietly, within
 from newcore.domain.partitioning import partition_for
 from newcore.errors import EventLogMisconfigured, EventLogUnavailable
 from newcore.ports import Append, LogRecord
@@ -180,7 +180,11 @@ class KafkaEventLog:
                     bootstrap_servers=self._settings.bootstrap, acks="all", enable_idempotence=True,
                     request_timeout_ms=self._settings.request_timeout_ms, linger_ms=5,
                 )  # fmt: skip
-                await producer.start()
+                try:  # an idempotent producer's start retries InitProducerId without end
+                    await within(self._append_timeout_s, producer.start(), "starting the producer")
+                except BaseException:
+                    await stop_quietly(producer)
+                    raise
                 self._producer = producer
             sent = await within(self._append_timeout_s, send_batched(
                 self._producer,
@@ -258,4 +262,4 @@ class KafkaEventLog:
             clients.append(self._producer)
         self._producer, self._reader, self._groups = None, None, {}
         for client in clients:
-            await client.stop()
+            await stop_quietly(client)

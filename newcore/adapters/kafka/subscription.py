@@ -139,11 +139,14 @@ class KafkaSubscription:
         if consumer is None:
             return {}
         found: dict[int, int] = {}
-        for tp in consumer.assignment():
-            end = consumer.last_stable_offset(tp)
-            if end is not None:
-                # Revoked while this awaited, or Kafka gone: a gauge, not worth an error.
-                with contextlib.suppress(IllegalStateError, KafkaError):
+        for tp in list(consumer.assignment()):
+            # Revoked while an earlier partition's position was awaited (aiokafka asserts the
+            # partition is assigned), or Kafka gone: a gauge, never an error of the worker.
+            with contextlib.suppress(IllegalStateError, KafkaError, AssertionError):
+                if tp not in consumer.assignment():
+                    continue
+                end = consumer.last_stable_offset(tp)
+                if end is not None:
                     found[tp.partition] = max(0, end - await consumer.position(tp))
         return found
 

@@ -132,6 +132,7 @@ class KafkaPipeline:
         subscription = self._subscriptions.pop(worker, None)
         if subscription is not None:
             await subscription.close()
+        self._fuses[worker] = Fuse()  # a fresh process; the dead one's fuse stays blown
         if worker == "capture":
             self._capture = None
         else:
@@ -172,7 +173,7 @@ async def play_real(program: list[tuple[Any, ...]], real: Real) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )  # fmt: skip
 @given(st.lists(ops, min_size=5, max_size=30))
-@example(DEATHS[-1])  # both workers die after their commit: a rejoin, a fence, an abort
+@example(DEATHS[-1])  # both workers die after their commit: a fresh member rejoins and fences
 @example(dying(None, "before_commit"))  # the update worker dies between effect and commit
 def test_the_real_read_model_ends_equal_to_the_monolith(
     real: Real, program: list[tuple[Any, ...]]

@@ -10,7 +10,12 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
+from newcore.adapters.embedded.file_event_log import FileEventLog
 from newcore.adapters.embedded.file_topics import FileTopics
+from newcore.errors import EventLogUnavailable
+from newcore.ports import Append
 from tests.contracts.event_log import read_all
 from tests.contracts.subscription import PARTITIONS
 from tests.support.stack import REPO
@@ -60,3 +65,29 @@ def test_a_transaction_is_all_or_nothing_across_kill_9(tmp_path: Path) -> None:
             assert counts == dict.fromkeys(range(committed), 5)
 
         asyncio.run(check())
+
+
+def test_a_failure_after_the_commit_point_refuses_everything_until_reopened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk while applying a committed journal: the transaction is not "none of it"
+    any more, so the instance refuses every call (a retry would write a second journal over
+    the first); opening the topics again completes it, once."""
+
+    def full(self: FileEventLog, group: str, positions: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    async def scenario() -> None:
+        topics = FileTopics(tmp_path, PARTITIONS)
+        with monkeypatch.context() as patch:
+            patch.setattr(FileEventLog, "commit_now", full)
+            with pytest.raises(EventLogUnavailable, match="No space left"):
+                await topics.transact([Append("out", 1, b"first")], commit=("in", "g", 0, 1))
+        with pytest.raises(EventLogUnavailable, match="open it again"):
+            await topics.transact([Append("out", 1, b"second")], commit=("in", "g", 0, 1))
+        again = FileTopics(tmp_path, PARTITIONS)
+        found = [r.value for p in range(PARTITIONS) for r in await read_all(again.log("out"), p)]
+        assert found == [b"first"]
+        assert await again.log("in").committed("g", 0) == 1
+
+    asyncio.run(scenario())
