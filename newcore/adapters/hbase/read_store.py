@@ -232,29 +232,60 @@ def _first_live(scan: Iterator[tuple[bytes, dict[bytes, bytes]]], limit: int) ->
     return found
 
 
+class ConnectionPool:
+    """At most `size` happybase connections, each used by one thread at a time. A connection
+    whose call failed is closed and dropped, and a fresh one is made on next use (HBase or its
+    Thrift server restarted). Ours rather than happybase's `ConnectionPool` because that one
+    cannot be closed: a stopped process would leave Thrift sessions behind. Connections are
+    made on first use, so a store made while HBase is down is still made."""
+
+    def __init__(self, settings: HBaseSettings) -> None:
+        self._settings = settings
+        self._slots = threading.BoundedSemaphore(settings.pool_size)
+        self._idle: list[Any] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @contextmanager
+    def connection(self) -> Iterator[Any]:
+        with self._slots:
+            with self._lock:
+                connection = self._idle.pop() if self._idle else None
+            if connection is None:
+                s = self._settings
+                connection = happybase.Connection(
+                    host=s.host, port=s.thrift_port, timeout=s.timeout_ms,
+                    table_prefix=s.table_prefix,
+                )  # fmt: skip
+            try:
+                yield connection
+            except BaseException:
+                connection.close()
+                raise
+            with self._lock:
+                if self._closed:
+                    connection.close()
+                else:
+                    self._idle.append(connection)
+
+    def close(self) -> None:
+        """Closes the idle connections now, the busy ones when they come back."""
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
 class HBaseReadStore:
     def __init__(self, settings: HBaseSettings) -> None:
         self._settings = settings
-        self._pool: happybase.ConnectionPool | None = None
-        self._pool_lock = threading.Lock()
-
-    def _connections(self) -> happybase.ConnectionPool:
-        """The pool, made on first use: happybase's pool connects when it is built, and a store
-        made while HBase is down must still be made (its calls then raise ReadStoreUnavailable
-        until HBase is back)."""
-        with self._pool_lock:
-            if self._pool is None:
-                self._pool = happybase.ConnectionPool(
-                    self._settings.pool_size, host=self._settings.host,
-                    port=self._settings.thrift_port, timeout=self._settings.timeout_ms,
-                    table_prefix=self._settings.table_prefix,
-                )  # fmt: skip
-            return self._pool
+        self._pool = ConnectionPool(settings)
 
     @contextmanager
     def _tables(self) -> Iterator[Any]:
         try:
-            with self._connections().connection() as connection:
+            with self._pool.connection() as connection:
                 yield connection
         except (TimeoutError, TException, OSError) as exc:
             raise ReadStoreUnavailable(
@@ -316,11 +347,5 @@ class HBaseReadStore:
         )
 
     def close(self) -> None:
-        # happybase's pool has no close(); connections close when collected. Open connections
-        # are closed here explicitly so that a stopped process leaves no Thrift session behind.
-        with self._pool_lock:
-            pool, self._pool = self._pool, None
-        if pool is not None:
-            queue = pool._queue  # no public way to reach the idle connections
-            while not queue.empty():
-                queue.get_nowait().close()
+        """Closes the store's Thrift connections: a stopped process leaves no session behind."""
+        self._pool.close()
