@@ -58,6 +58,24 @@ class ReadStoreUnavailable(Unavailable):
     """The read store cannot be reached or answered with an error (ports.ReadStore)."""
 
 
+class ReadStoreMisconfigured(Misconfigured):
+    """HBase answers, but our tables cannot be made or are not laid out as ours: the creation
+    tool cannot run, or a table lacks the salt boundaries (made by hand, or by a version before
+    the packed cell). Retrying cannot help; an operator must act."""
+
+
+class UnreadableCell(ReadStoreUnavailable):
+    """A message row whose cell is not exactly a known version of the packed cell (a newer
+    writer's version, a row of another layout, damage). The read fails rather than answer
+    without the message; `reason` says why."""
+
+    def __init__(self, room_id: int, message_id: int, reason: str) -> None:
+        super().__init__(
+            f"unreadable read-model cell, room {room_id} message {message_id}: {reason}"
+        )
+        self.room_id, self.message_id, self.reason = room_id, message_id, reason
+
+
 class MonolithUnavailable(Unavailable):
     """The monolith's database cannot be reached or failed the read (ports.MonolithReader,
     ports.AccountDirectory)."""

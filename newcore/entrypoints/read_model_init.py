@@ -10,7 +10,7 @@ import sys
 
 from newcore.adapters.hbase.read_store import ensure_tables
 from newcore.adapters.hbase.schema import FAMILIES
-from newcore.ports import ReadStoreUnavailable
+from newcore.errors import Misconfigured, ReadStoreUnavailable
 from newcore.settings import HBaseSettings, SettingsError, read
 
 
@@ -19,7 +19,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="chat-read-model-init",
         description="Create the read model's HBase tables (messages, cursors) if missing. "
         "Layout: newcore/README.md. Settings: MIG_HBASE_HOST, MIG_HBASE_THRIFT_PORT, "
-        "MIG_HBASE_TABLE_PREFIX.",
+        "MIG_HBASE_TABLE_PREFIX. Exit 3: a table exists but is not laid out as ours (not "
+        "pre-split, an older format): rebuild the read model; 4: HBase unreachable.",
     ).parse_args(argv)
     try:
         settings = read(HBaseSettings)
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     except ReadStoreUnavailable as exc:
         print(f"chat-read-model-init: {exc}. Is HBase up? (`make status`)", file=sys.stderr)
         return 4
+    except Misconfigured as exc:
+        print(f"chat-read-model-init: {exc}", file=sys.stderr)
+        return 3
     names = ", ".join(f"{settings.table_prefix}_{table}" for table in FAMILIES)
     print(
         f"chat-read-model-init: created {', '.join(created)}"

@@ -29,7 +29,7 @@ from thriftpy2.thrift import TException
 from newcore.adapters.hbase import cell, schema
 from newcore.domain.events import Event, MessageDeleted, MessageUpserted
 from newcore.domain.model import MAX_ID, Message, ReadCursor
-from newcore.errors import Misconfigured
+from newcore.errors import ReadStoreMisconfigured, UnreadableCell
 from newcore.ports import ReadStoreUnavailable
 from newcore.settings import HBaseSettings
 
@@ -37,24 +37,6 @@ CREATE_TABLES = (
     Path(__file__).resolve().parents[3] / "deploy" / "jvm" / "hbase" / "create-tables.sh"
 )
 CREATE_TIMEOUT_S = 300
-
-
-class ReadStoreMisconfigured(Misconfigured):
-    """HBase answers, but our tables cannot be made or are not laid out as ours: the creation
-    tool cannot run, or a table lacks the salt boundaries (made by hand, or by a version before
-    the packed cell). Retrying cannot help; an operator must act."""
-
-
-class UnreadableCell(ReadStoreUnavailable):
-    """A message row whose cell is not exactly a known version of the packed cell (a newer
-    writer's version, a row of another layout, damage). The read fails rather than answer
-    without the message; `reason` says why."""
-
-    def __init__(self, room_id: int, message_id: int, reason: str) -> None:
-        super().__init__(
-            f"unreadable read-model cell, room {room_id} message {message_id}: {reason}"
-        )
-        self.room_id, self.message_id, self.reason = room_id, message_id, reason
 
 
 def _admin_connection(settings: HBaseSettings) -> happybase.Connection:

@@ -11,14 +11,13 @@ import pytest
 from newcore.adapters.hbase import cell, schema
 from newcore.adapters.hbase.read_store import (
     HBaseReadStore,
-    ReadStoreMisconfigured,
-    UnreadableCell,
     drop_tables,
     ensure_tables,
 )
 from newcore.domain.events import MessageUpserted
 from newcore.domain.model import Message
 from newcore.entrypoints import read_model_init
+from newcore.errors import ReadStoreMisconfigured, UnreadableCell
 from newcore.ports import ReadStore, ReadStoreUnavailable
 from newcore.settings import HBaseSettings
 from tests.contracts.read_store import ReadStoreContract

@@ -12,8 +12,6 @@ from hypothesis import strategies as st
 
 from newcore.adapters.hbase import cell, schema
 from newcore.adapters.hbase.read_store import (
-    ReadStoreMisconfigured,
-    UnreadableCell,
     _create,
     _message,
     _row,
@@ -21,7 +19,7 @@ from newcore.adapters.hbase.read_store import (
 )
 from newcore.domain.events import MessageDeleted, MessageUpserted
 from newcore.domain.model import MAX_ID, Message
-from newcore.errors import Misconfigured
+from newcore.errors import Misconfigured, ReadStoreMisconfigured, UnreadableCell
 from newcore.ports import ReadStoreUnavailable
 from newcore.settings import HBaseSettings
 
