@@ -17,6 +17,7 @@ import contextlib
 import logging
 import signal
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Protocol, TypeVar
 
@@ -121,7 +122,7 @@ def run_until_signalled(command: str, worker: Worker, where: str) -> int:
     return 0
 
 
-class SteppingWorker:
+class SteppingWorker(ABC):
     """A consumer-group worker's life: it joins (waiting for what is down, `start_when_up`),
     then takes one poll after another (`step`) until told to stop, then leaves (`finish`).
     Subclasses say what joining and a step are."""
@@ -156,17 +157,17 @@ class SteppingWorker:
             await self.finish()
             self._log.info(f"{self._name} stopped")
 
+    @abstractmethod
     async def start(self) -> bool:
         """Joins; raises Unavailable while what it needs is down, Misconfigured for good."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def step(self, max_records: int | None = None, timeout_ms: int = 500) -> int:
         """One poll worked and committed; how many records it polled."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def finish(self) -> None:
         """Leaves the group and releases what it holds."""
-        raise NotImplementedError
 
     def _waiting(self, error: BaseException, backoff_ms: int) -> None:
         self._log.warning(
