@@ -16,7 +16,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -31,9 +30,12 @@ import happybase
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from tests.support.processes import free_port
+from tests.support.stack import REPO, require_port
+
 pytestmark = pytest.mark.services
 
-DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
+DEPLOY = REPO / "deploy"
 HOST = "127.0.0.1"
 PROGRAMS = ("binlog-source", "capturer", "updater")
 SERVICES = {  # the parts `stack.sh pipeline` would otherwise start itself, and their ports
@@ -52,23 +54,7 @@ def require_services() -> None:
     """Fail (not skip) naming the service: `stack.sh pipeline` would start a missing one, and
     the test would then pass without the stack having been up."""
     for service, (variable, default) in SERVICES.items():
-        port = port_of(variable, default)
-        try:
-            with socket.create_connection((HOST, port), timeout=2):
-                pass
-        except OSError as exc:
-            pytest.fail(
-                f"{service} does not answer on {HOST}:{port} ({exc}). Start the stack with "
-                "`make up` (or run the tests with `make test`, which starts it).",
-                pytrace=False,
-            )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+        require_port(service, HOST, port_of(variable, default))
 
 
 def alive(pid: int) -> bool:
