@@ -67,6 +67,17 @@ class ReadStore(Protocol):
         """The account's cursor in the room, or None if none was applied."""
         ...
 
+    def room_position(self, room_id: int) -> int | None:
+        """The highest capture position of any event of the room applied so far; None if none.
+
+        Events of one room are captured in position order, so every hint of the room at or
+        below this position has had its effect on the read model: a reader that knows the
+        position of the room's last hint before some moment (a shadow read's frontier) knows
+        the read model has caught up with that moment once this reaches it. Written by `apply`
+        after the events it covers are visible, never before; it never goes down.
+        """
+        ...
+
     def close(self) -> None:
         """Releases connections; the store is not used afterwards."""
         ...
@@ -90,10 +101,13 @@ class EventLog(Protocol):
         """How many partitions the log has; fixed for its lifetime."""
         ...
 
-    async def append(self, records: Sequence[tuple[int, bytes]]) -> None:
+    async def append(self, records: Sequence[tuple[int, bytes]]) -> list[int]:
         """Appends (room_id, value) records. Each goes to partition_for(room_id); records of one
-        room keep their order in the sequence. Durable when it returns. Empty: a no-op. Raises
-        EventLogUnavailable (some records may be appended: appenders must tolerate duplicates)."""
+        room keep their order in the sequence. Durable when it returns. Returns each record's
+        position in its partition, in the order of `records` (the gateway's shadow reads wait
+        until a room's read model has applied the position of the room's last hint). Empty: a
+        no-op, []. Raises EventLogUnavailable (some records may be appended: appenders must
+        tolerate duplicates)."""
         ...
 
     async def read(
