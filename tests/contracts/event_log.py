@@ -163,3 +163,45 @@ class EventLogContract:
                 await again.close()
 
         run(scenario)
+
+    def test_append_returns_the_positions_read_then_shows(self) -> None:
+        """'Returns each record's position in its partition, in the order of `records`': the
+        gateway's shadow reads wait for a room's read model to reach the position of its last
+        hint, so a position that is not the one `read` shows would wait for the wrong record.
+        Several appends, rooms interleaved over partitions, one of them larger than a batch;
+        per partition the positions only grow; an empty append is []."""
+
+        async def scenario() -> None:
+            log = await self.open_log(self.fresh_name())
+            try:
+                assert await log.append([]) == []
+                rooms = list(range(1, 13))
+                given: list[tuple[int, bytes, int]] = []  # (room, value, position returned)
+                for turn in range(3):
+                    # The last turn's records fill several of a producer's batches per
+                    # partition: a position is right across batch boundaries too.
+                    padding = b"." * (3000 if turn == 2 else 0)
+                    records = [
+                        (room, f"{turn}:{room}:{i}".encode() + padding)
+                        for i in range(1 + turn)
+                        for room in rooms
+                    ]
+                    positions = await log.append(records)
+                    assert len(positions) == len(records)
+                    given += [(r, v, p) for (r, v), p in zip(records, positions, strict=True)]
+                assert await log.append([]) == []
+                for partition in range(PARTITIONS):
+                    mine = [
+                        (r, v, p) for r, v, p in given if partition_for(r, PARTITIONS) == partition
+                    ]
+                    returned = [p for _r, _v, p in mine]
+                    assert returned == sorted(set(returned)), partition  # increasing
+                    shown = {
+                        rec.position: (rec.room_id, rec.value)
+                        for rec in await read_all(log, partition)
+                    }
+                    assert {p: (r, v) for r, v, p in mine} == shown, partition
+            finally:
+                await log.close()
+
+        run(scenario)

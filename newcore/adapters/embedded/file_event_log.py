@@ -78,32 +78,38 @@ class FileEventLog:
             os.fsync(file.fileno())
         del index[end + 1 :]
 
-    async def append(self, records: Sequence[tuple[int, bytes]]) -> None:
-        self.write(records)
+    async def append(self, records: Sequence[tuple[int, bytes]]) -> list[int]:
+        positions = self.write(records)
         await self.wake_readers()
+        return positions
 
-    def write(self, records: Sequence[tuple[int, bytes]]) -> None:
-        """`append` without waking readers that wait (for a caller outside an event loop)."""
+    def write(self, records: Sequence[tuple[int, bytes]]) -> list[int]:
+        """`append` without waking readers that wait (for a caller outside an event loop);
+        each record's position, in the order of `records`."""
         if not records:
-            return
-        by_partition: dict[int, list[tuple[int, bytes]]] = {}
-        for room_id, value in records:
-            by_partition.setdefault(partition_for(room_id, self._partitions), []).append(
-                (room_id, value)
-            )
+            return []
+        by_partition: dict[int, list[int]] = {}  # partition -> indexes into records
+        for at, (room_id, _value) in enumerate(records):
+            by_partition.setdefault(partition_for(room_id, self._partitions), []).append(at)
+        positions = [0] * len(records)
         try:
-            for partition, items in by_partition.items():
+            for partition, members in by_partition.items():
                 index = self._index[partition]
                 ends: list[int] = []  # the index moves only once the bytes are durable
                 with self._path(partition).open("ab") as file:
-                    for room_id, value in items:
+                    for at in members:
+                        room_id, value = records[at]
                         file.write(_HEADER.pack(room_id, len(value)) + value)
                         ends.append((ends[-1] if ends else index[-1]) + _HEADER.size + len(value))
                     file.flush()
                     os.fsync(file.fileno())
+                first = len(index) - 1  # the position the partition's next record gets
+                for n, at in enumerate(members):
+                    positions[at] = first + n
                 index.extend(ends)
         except OSError as exc:
             raise EventLogUnavailable(f"embedded log at {self._dir}: {exc}") from exc
+        return positions
 
     async def wake_readers(self) -> None:
         """Wakes the reads waiting for records."""
