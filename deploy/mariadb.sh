@@ -7,7 +7,11 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 DB_NAME="${MIG_DB_NAME:-chat}"
 DB_USER="${MIG_DB_USER:-chat}"
 DB_PASSWORD="${MIG_DB_PASSWORD:-chat}"
+# The gateway's control store (phases of rooms): a database of its own on this server.
+CONTROL_DB_NAME="${MIG_CONTROL_DB_NAME:-migration_control}"
 [[ "$DB_NAME" =~ ^[A-Za-z0-9_]+$ ]] || die "MIG_DB_NAME='$DB_NAME' must be letters, digits and _"
+[[ "$CONTROL_DB_NAME" =~ ^[A-Za-z0-9_]+$ ]] || die "MIG_CONTROL_DB_NAME='$CONTROL_DB_NAME' must be letters, digits and _"
+[[ "$CONTROL_DB_NAME" != "$DB_NAME" ]] || die "MIG_CONTROL_DB_NAME must not be the monolith's database ($DB_NAME)"
 [[ "$DB_USER" =~ ^[A-Za-z0-9_]+$ ]] || die "MIG_DB_USER='$DB_USER' must be letters, digits and _"
 [[ "$DB_PASSWORD" != *"'"* && -n "$DB_PASSWORD" ]] || die "MIG_DB_PASSWORD must be non-empty and hold no quote"
 
@@ -82,10 +86,14 @@ CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
 GRANT ALL ON \`$DB_NAME\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
 -- scratch databases of the tests (chat_test_...), so a test run never touches the demo data
 GRANT ALL ON \`${DB_NAME}\\_test\\_%\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+-- the gateway's control store, and the tests' scratch copies of it (migration_control_test_...)
+CREATE DATABASE IF NOT EXISTS \`$CONTROL_DB_NAME\` CHARACTER SET utf8mb4;
+GRANT ALL ON \`$CONTROL_DB_NAME\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
+GRANT ALL ON \`${CONTROL_DB_NAME}\\_test\\_%\`.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
 -- the binlog hint source reads the replication stream as this user
 GRANT REPLICATION SLAVE, REPLICATION CLIENT, RELOAD ON *.* TO '$DB_USER'@'127.0.0.1', '$DB_USER'@'localhost';
 SQL
-  log "mariadb ready: database $DB_NAME, user $DB_USER on 127.0.0.1:$MARIADB_PORT"
+  log "mariadb ready: databases $DB_NAME and $CONTROL_DB_NAME, user $DB_USER on 127.0.0.1:$MARIADB_PORT"
 }
 
 case "${1:-}" in
