@@ -13,7 +13,7 @@ PACKAGES=(
   supervisor                                          # keeps the capture pipeline running (pipeline.sh)
   curl ca-certificates                                # readiness and health checks; HTTPS to the registries
   iproute2                                            # `ss` names the holder of a taken port (lib.sh)
-  wrk                                                 # the monolith's baseline (bench/)
+  wrk                                                 # load for bench/: the monolith's baseline, the gateway's figures
   make                                                # the Makefile (this script runs without it)
 )
 missing=()
