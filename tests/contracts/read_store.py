@@ -163,3 +163,53 @@ class ReadStoreContract:
             assert again.cursor(room, 7) == ReadCursor(room, 7, 80, 80)
         finally:
             again.close()
+
+    # -- room_position: how far the read model has applied a room -----------------------------
+
+    def test_room_position_is_none_for_a_room_never_applied(self, store: ReadStore) -> None:
+        room = fresh_room()
+        assert store.room_position(room) is None
+        store.apply([])
+        assert store.room_position(room) is None
+
+    def test_room_position_is_the_highest_applied_and_never_goes_down(
+        self, store: ReadStore
+    ) -> None:
+        room = fresh_room()
+        store.apply([up(msg(room, 1), 5), up(msg(room, 2), 3)])
+        assert store.room_position(room) == 5  # visible as soon as apply returns
+        store.apply([gone(room, 1, 9)])
+        assert store.room_position(room) == 9
+        store.apply([up(msg(room, 3), 2), up(msg(room, 4), 7)])  # a lower batch, later
+        assert store.room_position(room) == 9
+        assert store.message(room, 3) == msg(room, 3)  # its data is applied all the same
+        store.apply([CursorMoved(ReadCursor(room, 7, 4, 4), 12, 1)])  # every kind of event counts
+        assert store.room_position(room) == 12
+        store.apply([up(msg(room, 4), 12)])  # the same position again
+        assert store.room_position(room) == 12
+
+    def test_room_position_is_per_room(self, store: ReadStore) -> None:
+        room = fresh_room()
+        other = room + 1
+        store.apply([up(msg(room, 1), 4), up(msg(other, 1), 40), up(msg(room, 2), 6)])
+        assert store.room_position(room) == 6
+        assert store.room_position(other) == 40
+        assert store.room_position(room + 2) is None
+
+    def test_room_position_never_shows_as_a_cursor(self, store: ReadStore) -> None:
+        """The position is kept apart from every account's cursor, account 0 included."""
+        room = fresh_room()
+        store.apply([up(msg(room, 1), 2**40)])
+        assert store.cursor(room, 0) is None
+        store.apply([CursorMoved(ReadCursor(room, 0, 1, 1), 3, 1)])
+        assert store.cursor(room, 0) == ReadCursor(room, 0, 1, 1)
+        assert store.room_position(room) == 2**40
+
+    def test_room_position_survives_a_reopen(self, store: ReadStore) -> None:
+        room = fresh_room()
+        store.apply([up(msg(room, 1), 31)])
+        again = self.reopen(store)
+        try:
+            assert again.room_position(room) == 31
+        finally:
+            again.close()

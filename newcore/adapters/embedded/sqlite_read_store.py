@@ -2,7 +2,9 @@
 
 Durable across a restart of the process (WAL journal, synchronous=FULL): what `apply` returned
 from is on disk. Keeps the port's rule with a conditional upsert: a row changes only when the
-incoming capture position is at least the one it holds. A deletion is a tombstone row.
+incoming capture position is at least the one it holds. A deletion is a tombstone row. A room's
+applied position is a row of `room_positions`, raised in the same transaction as the events it
+covers (so it is never visible before them) and never lowered.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ CREATE TABLE IF NOT EXISTS cursors (
   last_read TEXT NOT NULL, last_fetched TEXT NOT NULL, position INTEGER NOT NULL,
   PRIMARY KEY (room_id, account_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS room_positions (
+  room_id INTEGER NOT NULL PRIMARY KEY, position INTEGER NOT NULL
+) WITHOUT ROWID;
 """
 
 _UPSERT = """
@@ -47,6 +52,11 @@ INSERT INTO cursors VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (room_id, account_id) DO UPDATE SET
   last_read = excluded.last_read, last_fetched = excluded.last_fetched, position = excluded.position
 WHERE excluded.position >= cursors.position
+"""
+_ROOM_POSITION = """
+INSERT INTO room_positions VALUES (?, ?)
+ON CONFLICT (room_id) DO UPDATE SET position = excluded.position
+WHERE excluded.position > room_positions.position
 """
 _COLUMNS = "room_id, message_id, account_id, body, send_time, update_time"
 
@@ -99,6 +109,10 @@ class SqliteReadStore:
                             (c.room_id, c.account_id, _key(c.last_read_message_id),
                              _key(c.last_fetched_message_id), event.position),
                         )  # fmt: skip
+                highest: dict[int, int] = {}
+                for event in events:
+                    highest[event.room_id] = max(event.position, highest.get(event.room_id, -1))
+                self._db.executemany(_ROOM_POSITION, highest.items())
                 self._db.execute("COMMIT")
             except sqlite3.Error as exc:
                 if self._db.in_transaction:
@@ -130,6 +144,13 @@ class SqliteReadStore:
                 (room_id, _key(after_message_id), limit),
             ).fetchall()
         return [_message(row) for row in rows]
+
+    def room_position(self, room_id: int) -> int | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT position FROM room_positions WHERE room_id = ?", (room_id,)
+            ).fetchone()
+        return None if row is None else int(row[0])
 
     def cursor(self, room_id: int, account_id: int) -> ReadCursor | None:
         with self._lock:

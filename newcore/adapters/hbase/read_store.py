@@ -8,7 +8,8 @@ through deploy/jvm/hbase/create-tables.sh: the one way our tables are made.
 as the cells' timestamp (Thrift 1 has one timestamp per batch): range captures (backfill) share
 a position, so a batch of thousands of messages is a handful of calls. Grouping must not
 reorder one room's events (`batches`): a reader that polls "after the last id I saw" would skip
-a message that became visible after a later one, for good. Every Thrift or socket
+a message that became visible after a later one, for good. Then, and only then, each room's
+applied position (`room_position_batches`): one more cell per room, after the data it covers. Every Thrift or socket
 error becomes ReadStoreUnavailable; the pool replaces the connection, and the caller retries.
 """
 
@@ -184,6 +185,22 @@ def batches(events: Sequence[Event]) -> list[Batch]:
     return found
 
 
+def room_position_batches(events: Sequence[Event]) -> list[Batch]:
+    """The rooms' applied positions the events move: per room, the highest position among its
+    events, as a cell whose timestamp is that position (so HBase keeps the highest whatever the
+    order of writes: the position never goes down, with no read before the write). Rooms whose
+    highest positions are equal share a batch: one call per distinct position."""
+    highest: dict[int, int] = {}
+    for event in events:
+        if event.position > highest.get(event.room_id, -1):
+            highest[event.room_id] = event.position
+    found: dict[int, Batch] = {}
+    for room_id, position in highest.items():
+        batch = found.setdefault(position, Batch(schema.CURSORS, position))
+        batch.rows[schema.room_position_key(room_id)] = {schema.ROOM_POSITION: schema.u64(position)}
+    return list(found.values())
+
+
 def _message(key: bytes, row: dict[bytes, bytes]) -> Message | None:
     """The message a row of the messages table holds, None for a tombstone; raises
     UnreadableCell."""
@@ -282,6 +299,13 @@ class HBaseReadStore:
                 with connection.table(batch.table).batch(timestamp=batch.position) as puts:
                     for key, cells in batch.rows.items():
                         puts.put(key, cells)
+            # Only once every batch above is in: a reader that sees a room's position sees
+            # everything up to it (a failure before this line leaves the position behind, and
+            # the caller applies the same events again).
+            for batch in room_position_batches(events):
+                with connection.table(batch.table).batch(timestamp=batch.position) as puts:
+                    for key, cells in batch.rows.items():
+                        puts.put(key, cells)
 
     def message(self, room_id: int, message_id: int) -> Message | None:
         key = schema.message_key(room_id, message_id)
@@ -315,6 +339,14 @@ class HBaseReadStore:
                 batch_size=min(limit + 10, 1000),
             )
             return _first_live(scan, limit)
+
+    def room_position(self, room_id: int) -> int | None:
+        with self._tables() as connection:
+            row = connection.table(schema.CURSORS).row(
+                schema.room_position_key(room_id), columns=[schema.ROOM_POSITION]
+            )
+        cell = row.get(schema.ROOM_POSITION)
+        return None if cell is None else schema.from_u64(cell)
 
     def cursor(self, room_id: int, account_id: int) -> ReadCursor | None:
         with self._tables() as connection:

@@ -4,6 +4,7 @@ Row keys are fixed width and big-endian, so that HBase's byte order is numeric o
 
     messages:  salt (1 byte) | room_id (8 bytes) | message_id (8 bytes)     family m, cell m:p
     cursors:   salt (1 byte) | room_id (8 bytes) | account_id (8 bytes)     family c, cells c:r c:f
+               salt (1 byte) | room_id (8 bytes)                            family c, cell c:p
 
 The salt is derived from the room id alone (CRC-32 of its 8 bytes, modulo SALT_BUCKETS): rooms
 spread over SALT_BUCKETS key ranges, while all of one room's messages stay contiguous and
@@ -16,6 +17,11 @@ is one KeyValue instead of five. Each family keeps one version (VERSIONS => 1): 
 holds the latest state, and the capture position is written as the cell's timestamp, so HBase
 itself keeps the state with the highest position whatever order puts arrive in (an older put
 is stored behind and never seen).
+
+The room's applied position (`ReadStore.room_position`) is one more cell in the cursors table, on
+a row of its own per room: the room's prefix alone, 9 bytes, which no cursor row (17 bytes) can
+equal, under its own qualifier `c:p`. It is written with the position as its timestamp too, so
+"the highest position wins" (it never goes down) needs no read before the write either.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ SPLIT_KEYS: tuple[bytes, ...] = tuple(bytes((s,)) for s in range(1, SALT_BUCKETS
 PACKED = b"m:p"
 LAST_READ = b"c:r"
 LAST_FETCHED = b"c:f"
+ROOM_POSITION = b"c:p"
 
 _U64 = struct.Struct(">Q")
 
@@ -57,6 +64,12 @@ def message_key(room_id: int, message_id: int) -> bytes:
 
 def cursor_key(room_id: int, account_id: int) -> bytes:
     return room_prefix(room_id) + _U64.pack(account_id)
+
+
+def room_position_key(room_id: int) -> bytes:
+    """The row of the room's applied position in the cursors table: the room's prefix alone,
+    shorter than every cursor row, so it can never be an account's."""
+    return room_prefix(room_id)
 
 
 def u64(value: int) -> bytes:
