@@ -7,16 +7,12 @@ each test; dropped at the end. MariaDB missing is a failure, never a skip.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import Engine, insert, text, update
 
 from gateway.adapters.mariadb.control_schema import (
-    DEFAULT_DB_NAME,
     SCHEMA_VERSION,
     control_engine,
     control_meta,
@@ -32,37 +28,15 @@ from gateway.ports import PhaseStore
 from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.settings import LegacyDatabaseSettings
 from tests.contracts.phase_store import WHO, PhaseStoreContract, fresh_room
+from tests.support.control_db import scratch_control_database, server_settings
 from tests.support.scratch_db import scratch_database
-from tests.support.stack import Stack, require_port
-
-
-def server_settings(stack: Stack) -> LegacyDatabaseSettings:
-    return LegacyDatabaseSettings(
-        mariadb_host=stack.host, mariadb_port=stack.mariadb_port, db_name=stack.db_name,
-        db_user=stack.db_user, db_password=SecretStr(stack.db_password),
-    )  # fmt: skip
+from tests.support.stack import Stack
 
 
 @pytest.fixture(scope="session")
 def control_db(stack: Stack) -> Iterator[tuple[LegacyDatabaseSettings, str]]:
-    """A scratch control database with the schema; deploy/mariadb.sh grants the `chat` user
-    the `<control db>_test_%` names."""
-    require_port("MariaDB", stack.host, stack.mariadb_port)
-    server = server_settings(stack)
-    base = os.environ.get("MIG_CONTROL_DB_NAME", DEFAULT_DB_NAME)
-    name = f"{base}_test_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(server)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4"))
-    engine = control_engine(server, name)
-    try:
-        ensure_schema(engine)
-        yield server, name
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-        admin.dispose()
+    with scratch_control_database(stack) as found:
+        yield found
 
 
 @pytest.fixture
