@@ -89,10 +89,11 @@ def capture_rig(
     accounts = AccountCache(directory)
     if known:
         accounts._known[token_digest(TOKEN)] = 77
-    addons = [
-        Inspector(phases(room_phases)),
-        Capture(lambda h: spooled.append(h) or len(spooled), accounts),
-    ]
+    def spool(hint: Hint) -> int:
+        spooled.append(hint)
+        return len(spooled)
+
+    addons = [Inspector(phases(room_phases)), Capture(spool, accounts)]
     return addons, spooled, directory
 
 
