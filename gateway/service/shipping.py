@@ -11,6 +11,11 @@ When the log is unavailable the shipper backs off (doubling from `backoff_ms` to
 broker in step) and the spool grows; requests are not touched. `asyncio.sleep` is right here:
 this loop is no Kafka consumer, there is no group session to lose while it waits.
 
+Where the work runs: the shipper shares the gateway's event loop. Reading a batch of pending
+records is page-cache reads and a CRC per record, done on the loop (a few milliseconds per 500
+records at most on a busy 2-core machine); moving the cursor (a rename, perhaps a segment's
+deletion) is disk work, done in a worker thread (`asyncio.to_thread`).
+
 The positions: `EventLog.append` returns each record's offset in its partition; the shipper
 keeps the latest `keep_positions` of them by spool sequence, so that a shadow read that knows
 the sequence of a room's last hint before the monolith answered (`HintSpool.last_seq_for`)
