@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 
+from legacy_adapters.adapters.mariadb.directory import MariaDbAccountDirectory
 from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.adapters.mariadb.monolith_reader import MariaDbMonolithReader
 from legacy_adapters.settings import LegacyDatabaseSettings
@@ -19,6 +20,7 @@ from newcore.adapters.kafka.subscription import KafkaCaptureSubscription, KafkaS
 from newcore.adapters.ops import WithOps, configure_logging
 from newcore.service.capture import Capturer
 from newcore.service.capture_worker import CaptureWorker
+from newcore.service.reads import Reads
 from newcore.service.update_worker import UpdateWorker
 from newcore.settings import NewCoreSettings, read
 
@@ -61,3 +63,17 @@ def updater(settings: NewCoreSettings) -> WithOps:
         log,
     )
     return WithOps(worker, s.ops_host, s.ops_port)
+
+
+@contextmanager
+def read_api(settings: NewCoreSettings, database: LegacyDatabaseSettings) -> Iterator[Reads]:
+    """`chat-read-api`'s use cases: the HBase read model and the account directory on the
+    monolith's MariaDB (a pool of MIG_READ_API_DB_POOL_SIZE). Both connect on first use, so the
+    API starts while HBase or MariaDB is down (its /healthz says so); closed on exit."""
+    engine = make_engine(database, pool_size=settings.read_api.db_pool_size)
+    store = HBaseReadStore(settings.hbase)
+    try:
+        yield Reads(store, MariaDbAccountDirectory(engine), settle_s=settings.read_api.settle_s)
+    finally:
+        store.close()
+        engine.dispose()

@@ -108,6 +108,25 @@ class UpdaterSettings(WorkerSettings):
     ops_port: int = Field(default=9311, ge=0, le=65535)
 
 
+class ReadApiSettings(BaseSettings):
+    """`chat-read-api`: the contract's message reads, answered from the read model. The account
+    directory it asks for tokens, memberships and names is the monolith's database
+    (MIG_MARIADB_*, MIG_DB_*: `legacy_adapters.settings.LegacyDatabaseSettings`)."""
+
+    model_config = SettingsConfigDict(env_prefix="MIG_READ_API_", extra="ignore", frozen=True)
+
+    # 0.0.0.0 lets the gateway (or a probe) on another host reach it.
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=8070, ge=0, le=65535)
+    # How old a message must be before a force=0 read serves it (not for shadow reads): longer
+    # than a second (send_time's resolution) plus twice the monolith's longest message
+    # transaction plus the capture pipeline's lag plus the clocks' skew
+    # (newcore/service/reads.py, "The applied frontier").
+    settle_s: float = Field(default=3.0, ge=0, le=3600, allow_inf_nan=False)
+    # Connections to the monolith's database (the directory: tokens, memberships, names).
+    db_pool_size: int = Field(default=8, ge=1, le=64)
+
+
 class NewCoreSettings(BaseModel):
     """Every setting of the new core's processes, one object."""
 
@@ -118,6 +137,7 @@ class NewCoreSettings(BaseModel):
     hbase: HBaseSettings
     capturer: CapturerSettings
     updater: UpdaterSettings
+    read_api: ReadApiSettings
 
     @classmethod
     def from_env(cls) -> NewCoreSettings:
@@ -128,6 +148,7 @@ class NewCoreSettings(BaseModel):
             hbase=read(HBaseSettings),
             capturer=read(CapturerSettings),
             updater=read(UpdaterSettings),
+            read_api=read(ReadApiSettings),
         )
 
 
