@@ -33,7 +33,9 @@ cursor moved past 201 would never get 200. So a (non-shadow) `force=0` read serv
 up to its *applied frontier*: it serves the page oldest first, only messages whose `send_time`
 is at least `settle_s` before now, and stops at the first younger one (never skipping over it:
 a message left out below one served would be skipped for good once the cursor moves). Nothing
-new that is old enough: 204, as for "nothing new".
+new that is old enough: 204, as for "nothing new". For an account that never fetched, the page
+is the latest 100 and the young ones at its top are left out (fewer than 100 then): below the
+latest 100 the contract itself skips, held back or not.
 
 Why that is enough. The monolith allocates a message's id at its INSERT, in the order of the
 inserts, and takes `send_time = time()` inside the same transaction, before the INSERT
