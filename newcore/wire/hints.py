@@ -15,6 +15,9 @@ from newcore.errors import InvalidHint, InvalidRecord
 from newcore.wire.events import id_field, parse_envelope
 
 HINT_SCHEMA_VERSION = 1
+# One encoder for every hint: `json.dumps` with `separators` builds a new one per call, which
+# was half of a hint's encoding time (the gateway encodes one per captured write).
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
 MAX_HINT_BYTES = 4096
 _FIELDS = {
     "message": {"room_id", "message_id"},
@@ -35,7 +38,7 @@ def encode_hint(hint: Hint) -> bytes:
         }
     else:
         data |= {"type": "cursor", "account_id": str(hint.account_id)}
-    return json.dumps(data, separators=(",", ":")).encode("ascii")
+    return _COMPACT.encode(data).encode("ascii")
 
 
 def decode_hint(record: bytes) -> Hint:
