@@ -20,6 +20,11 @@ HBASE_THRIFT_PORT="${MIG_HBASE_THRIFT_PORT:-9090}"
 BINLOG_OPS_PORT="${MIG_BINLOG_OPS_PORT:-9313}"
 CAPTURER_OPS_PORT="${MIG_CAPTURER_OPS_PORT:-9312}"
 UPDATER_OPS_PORT="${MIG_UPDATER_OPS_PORT:-9311}"
+# The front door (deploy/frontdoor.sh): where clients connect, and the gateway processes it sends
+# rooms in inspected phases to (a comma list, one port per process; one process by default).
+FRONTDOOR_PORT="${MIG_FRONTDOOR_PORT:-8000}"
+FRONTDOOR_DIR="$STATE_DIR/frontdoor"
+GATEWAY_PORTS="${MIG_GATEWAY_PORTS:-${MIG_GATEWAY_PORT:-8090}}"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -28,9 +33,11 @@ check_port_setting() {  # name value
   [[ "$2" =~ ^[0-9]+$ ]] && (( $2 > 0 && $2 < 65536 )) || die "$1=$2 is not a TCP port (1..65535)"
 }
 for _p in MARIADB_PORT MONOLITH_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_RELAYED_PORT KAFKA_RELAY_PORT ZOOKEEPER_PORT HBASE_THRIFT_PORT \
-    BINLOG_OPS_PORT CAPTURER_OPS_PORT UPDATER_OPS_PORT; do
+    BINLOG_OPS_PORT CAPTURER_OPS_PORT UPDATER_OPS_PORT FRONTDOOR_PORT; do
   check_port_setting "MIG_$_p" "${!_p}"
 done
+[[ "$GATEWAY_PORTS" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "MIG_GATEWAY_PORTS=$GATEWAY_PORTS is not a comma list of TCP ports"
+for _p in ${GATEWAY_PORTS//,/ }; do check_port_setting MIG_GATEWAY_PORTS "$_p"; done
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

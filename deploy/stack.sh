@@ -16,6 +16,7 @@ start_services() {
   install_all
   bash "$DEPLOY_DIR/mariadb.sh" start
   bash "$DEPLOY_DIR/web.sh" start
+  bash "$DEPLOY_DIR/frontdoor.sh" start
   # The JVMs take longest; start them side by side and wait for both.
   bash "$DEPLOY_DIR/kafka.sh" start & local kafka=$!
   bash "$DEPLOY_DIR/hbase.sh" start & local hbase=$!
@@ -40,6 +41,7 @@ down() {
   bash "$DEPLOY_DIR/pipeline.sh" stop || true
   bash "$DEPLOY_DIR/hbase.sh" stop || true
   bash "$DEPLOY_DIR/kafka.sh" stop || true
+  bash "$DEPLOY_DIR/frontdoor.sh" stop || true
   bash "$DEPLOY_DIR/web.sh" stop || true
   bash "$DEPLOY_DIR/mariadb.sh" stop || true
 }
@@ -47,6 +49,7 @@ down() {
 status() {
   bash "$DEPLOY_DIR/mariadb.sh" status
   bash "$DEPLOY_DIR/web.sh" status
+  bash "$DEPLOY_DIR/frontdoor.sh" status
   bash "$DEPLOY_DIR/kafka.sh" status
   bash "$DEPLOY_DIR/hbase.sh" status
   bash "$DEPLOY_DIR/pipeline.sh" status

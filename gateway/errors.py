@@ -23,3 +23,14 @@ class SpoolUnavailable(Unavailable):
 
 class SpoolMisconfigured(Misconfigured):
     """The spool directory holds what this version cannot read, or is not a directory."""
+
+
+class RoomMapUnavailable(Unavailable):
+    """The front door cannot be told about the room map now: its pid file is missing or names
+    no running nginx master (stopped, restarting), or the map file cannot be written. The front
+    door goes on routing by the map it has; publish again later (the next publish signals)."""
+
+
+class RoomMapMisconfigured(Misconfigured):
+    """The room map file holds a line this version never writes (edited by hand), or this
+    process may not signal the front door's master (another user): an operator must act."""
