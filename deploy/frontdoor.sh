@@ -20,12 +20,36 @@ for _p in ${GATEWAY_PORTS//,/ }; do
 done
 [[ "$FRONTDOOR_PORT" != "$MONOLITH_PORT" ]] || die "MIG_FRONTDOOR_PORT=$FRONTDOOR_PORT is the monolith's port"
 
+# The way round a gateway that refused the connection, did not answer the connect in time, or
+# is not there: the monolith, for a request routed to a gateway of which not one byte was sent.
+# Anything else keeps its error (a request the gateway may have acted on is never sent twice;
+# a monolith that failed is not asked again).
+fallback_location() {  # status
+  cat <<LOC
+    location @gateway_refused_$1 {
+      if (\$frontdoor_upstream != frontdoor_gateway) { return $1; }
+      if (\$upstream_bytes_sent != "0") { return $1; }
+      proxy_pass http://frontdoor_monolith;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$frontdoor_host;
+      proxy_set_header Connection "";
+      proxy_pass_header Server;
+      proxy_pass_header Date;
+      proxy_redirect off;
+      proxy_next_upstream off;
+      proxy_connect_timeout ${CONNECT_TIMEOUT}ms;
+      proxy_read_timeout 90s;
+      proxy_send_timeout 90s;
+    }
+LOC
+}
+
 render_config() {
   local port gateway_servers=""
   for port in ${GATEWAY_PORTS//,/ }; do
-    # One failure takes a gateway out for 2 s (per nginx worker), so a dead gateway costs one
-    # refused connection per worker every 2 s, not one per request.
-    gateway_servers+="    server 127.0.0.1:$port max_fails=1 fail_timeout=2s;"$'\n'
+    # nginx passes nothing on by itself (below), so it counts no failure either: a dead
+    # gateway costs one refused connection per request (microseconds on this host).
+    gateway_servers+="    server 127.0.0.1:$port;"$'\n'
   done
   cat <<CONF
 # Written by deploy/frontdoor.sh start; the room map ($ROOM_MAP) is the gateway's.
@@ -97,7 +121,7 @@ http {
     keepalive_requests 10000;
   }
   upstream frontdoor_gateway {
-$gateway_servers    server 127.0.0.1:$MONOLITH_PORT backup;
+$gateway_servers
     keepalive 64;
     keepalive_timeout 30s;
     keepalive_requests 10000;
@@ -114,16 +138,22 @@ $gateway_servers    server 127.0.0.1:$MONOLITH_PORT backup;
       proxy_pass_header Server;
       proxy_pass_header Date;
       proxy_redirect off;
-      # On to the next server (the next gateway, then the monolith) only when the connection
-      # failed or timed out. nginx never passes a POST (or PATCH, LOCK) on once it was sent;
-      # it does pass GET, HEAD, PUT, DELETE on after an error while reading the answer
-      # (deploy/README.md, "The front door").
-      proxy_next_upstream error timeout;
+      # Never passed on by nginx itself: its "next upstream" would send a GET, PUT or DELETE
+      # again after an error while reading the answer, and in this API those are not
+      # harmless (a force=0 GET moved a cursor, a second PUT .../read answers 400). A request
+      # a gateway did not take goes to the monolith below, once, and only if no byte of it
+      # was sent (deploy/README.md, "The front door").
+      proxy_next_upstream off;
       proxy_connect_timeout ${CONNECT_TIMEOUT}ms;
       # Longer than the monolith's own 60 s, so its 504 reaches the client, not a retry of ours.
       proxy_read_timeout 90s;
       proxy_send_timeout 90s;
+      # Only errors nginx makes itself (an upstream's own 502 or 504 passes through as it is).
+      error_page 502 = @gateway_refused_502;
+      error_page 504 = @gateway_refused_504;
     }
+$(fallback_location 502)
+$(fallback_location 504)
   }
 }
 CONF

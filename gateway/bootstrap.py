@@ -66,7 +66,7 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
     ledger = ShadowLedger(settings.shadow.keep_differences)
     reads = ShadowReads(
         settings.shadow.read_api, shipper, ledger, timeout_s=settings.shadow.timeout_s,
-        concurrency=settings.shadow.concurrency, log=log,
+        concurrency=settings.shadow.concurrency, log=log, sample=settings.shadow.sample,
     )  # fmt: skip
     accounts = AccountCache(MariaDbAccountDirectory(monolith))
 

@@ -102,6 +102,10 @@ class ShadowSettings(BaseSettings):
     # Comparisons under way at once; beyond it a read is not compared ("skipped", counted):
     # the gateway never queues unbounded work behind the monolith's answers.
     concurrency: int = Field(default=64, ge=1, le=10_000)
+    # The share of shadow_read reads compared (0 < share <= 1). A comparison costs the gateway
+    # about as much CPU as proxying the read (bench/README.md): at full load an operator
+    # compares a sample; every read is compared by default.
+    sample: float = Field(default=1.0, gt=0, le=1)
     # The recent differences the admin API shows.
     keep_differences: int = Field(default=500, ge=1, le=100_000)
 

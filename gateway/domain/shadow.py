@@ -11,6 +11,8 @@ rely on; each field it ignores says why (DESIGN.md, "Parity noise").
 | both errors | the `errors` arrays, exactly and in order; a side without one: the bodies as bytes | `errors`, `body_bytes` |
 | LIST, both 2xx | a 204 is "no messages", compared as `[]` (so 204 against `[]` is only a `status` difference) | |
 | LIST: which messages | the lists of `message_id`s: a message on one side only is one Difference | `presence` (`present`, `absent`, `present N times`) |
+| LIST: the new side ahead | the new side is asked after the monolith answered, so it may show later writes: its messages with ids above the monolith's newest are not compared (posted after the monolith's read), and on a full page (100) as many of the monolith's oldest are not expected on the new side (they slid out of its window). A deletion after the monolith's read still shows as `presence` (the read model keeps no history to tell it from a lost message) | |
+| LIST and ONE: a later edit | a message whose `update_time` on the new side is later than the monolith's is not compared: it was edited after the monolith's read | |
 | LIST: their order | the messages on both sides, in the order each side gave them (oldest first in the contract): a reordered list is different. Shown from the first position that differs, 10 ids at most | `order` |
 | ONE, both 2xx | the message object | as below |
 | every message on both sides | `message_id`, `body`, `send_time`, `update_time`, `account.account_id`: same JSON type and value (`1` is not `1.0`, `"1"` is not `1`, `true` is not `1`); a missing one is `<absent>` | that name |
@@ -46,6 +48,7 @@ from gateway.domain.routing import Route, RouteKind
 SMALL_TEXT: Final = 200  # characters kept of a long string in a Difference
 SMALL_LIST: Final = 20  # items kept of a long list in a Difference
 ORDER_WINDOW: Final = 10  # ids shown from the first position where the orders part
+PAGE: Final = 100  # the contract's page: at most 100 messages per list
 ABSENT: Final = "<absent>"  # how a Difference shows a field one side does not have
 
 MESSAGE_FIELDS: Final = ("body", "send_time", "update_time")
@@ -236,15 +239,38 @@ def _message_ids(value: Any) -> list[str] | None:
     return ids
 
 
+def _newest(ids: list[str]) -> int | None:
+    numbers = [int(i) for i in ids if i.isdecimal()]
+    return max(numbers) if numbers else None
+
+
 def _compare_lists(monolith: Any, new: Any, out: list[Difference]) -> None:
     monolith_ids = _message_ids(monolith)
     new_ids = _message_ids(new)
     if monolith_ids is None or new_ids is None:
         _compare_whole(monolith, new, out)
         return
+    # The new side may be ahead (its read came later): what was posted after the monolith's
+    # newest message is not compared, and on a full page as many of the monolith's oldest may
+    # have slid out of the new side's window.
+    newest = _newest(monolith_ids)
+    pushed_out: set[str] = set()
+    if newest is not None:
+        kept = [
+            (i, m)
+            for i, m in zip(new_ids, new, strict=True)
+            if not (i.isdecimal() and int(i) > newest)
+        ]
+        ahead = len(new_ids) - len(kept)
+        if ahead:
+            new_ids, new = [i for i, _ in kept], [m for _, m in kept]
+            if len(monolith_ids) >= PAGE:
+                pushed_out = set(monolith_ids[:ahead])
     monolith_count = Counter(monolith_ids)
     new_count = Counter(new_ids)
     for message_id in _in_order_once(monolith_ids + new_ids):
+        if message_id in pushed_out and new_count[message_id] == 0:
+            continue
         if monolith_count[message_id] != new_count[message_id]:
             out.append(
                 Difference(
@@ -277,9 +303,17 @@ def _compare_one(route: Route, monolith: Any, new: Any, out: list[Difference]) -
     _compare_message(message_id, monolith, new, out)
 
 
+def _edited_later(monolith: dict[str, Any], new: dict[str, Any]) -> bool:
+    """The new side shows a later edit than the monolith's answer had: it is ahead, not apart."""
+    before, after = monolith.get("update_time"), new.get("update_time")
+    return type(before) is int and type(after) is int and after > before
+
+
 def _compare_message(
     message_id: str | None, monolith: dict[str, Any], new: dict[str, Any], out: list[Difference]
 ) -> None:
+    if _edited_later(monolith, new):
+        return
     for name in ("message_id", *MESSAGE_FIELDS):
         _compare_field(message_id, name, monolith, new, name, out)
     _compare_keys(

@@ -31,6 +31,8 @@ def lean_master(upstream: str, listen_host: str, port: int, ours: Sequence[Any])
     # mitmproxy says "client connect" and "server disconnect" at INFO for every connection:
     # a line per request at our rates, and nothing an operator acts on.
     logging.getLogger("mitmproxy").setLevel(logging.WARNING)
+    # httpx says every shadow request at INFO: a line per comparison.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     opts = options.Options()
     master = Master(opts, with_termlog=False)
     # mitmproxy's own functions are untyped.
@@ -48,8 +50,9 @@ def lean_master(upstream: str, listen_host: str, port: int, ours: Sequence[Any])
         connection_strategy="lazy",
         # No body size limit of ours: the front door holds the monolith's own bound (2 MB), and
         # a limit here would answer 413 where the monolith answers.
-        chat_upstream=upstream,
     )
+    if "chat_upstream" in opts:  # declared by our UpstreamOnly (absent from a bare baseline)
+        update(chat_upstream=upstream)
     return master
 
 

@@ -44,7 +44,7 @@ LOST_ROOMS = Gauge("chat_gateway_spool_lost_rooms", "Rooms that lost hints (for 
 COMPARISONS = Counter(
     "chat_gateway_shadow_comparisons_total",
     "Shadow comparisons by outcome: same, different, late, skipped (over the concurrency "
-    "bound), error (the Read API did not answer)",
+    "bound), not_sampled (outside MIG_SHADOW_SAMPLE), error (the Read API did not answer)",
     ["route", "outcome"],
 )
 COMPARISON_LAG = Histogram(

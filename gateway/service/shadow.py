@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import random
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -101,20 +102,26 @@ class ShadowReads:
         timeout_s: float,
         concurrency: int,
         log: logging.Logger,
+        sample: float = 1.0,
     ) -> None:
         self._read_api = read_api
         self._positions = positions
         self._ledger = ledger
         self._timeout_s = timeout_s
         self._slots = concurrency
+        self._sample = sample
         self._log = log
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
 
     def offer(self, job: ShadowJob) -> bool:
-        """Starts the comparison in the background; False (and counted) when `concurrency`
-        comparisons are already under way. Never blocks, never raises."""
+        """Starts the comparison in the background; False (and counted) when the read is not in
+        the sample, or `concurrency` comparisons are already under way. Never blocks, never
+        raises."""
         route = job.route.kind.value
+        if self._sample < 1.0 and random.random() >= self._sample:
+            COMPARISONS.labels(route, "not_sampled").inc()
+            return False
         if len(self._tasks) >= self._slots:
             COMPARISONS.labels(route, "skipped").inc()
             return False

@@ -122,11 +122,11 @@ def test_a_204_is_no_messages() -> None:
 
 
 def test_a_missing_or_extra_message_is_one_presence_difference() -> None:
-    monolith = [message("5"), message("6"), message("7")]
-    new = [message("5"), message("7"), message("8")]
+    monolith = [message("5"), message("7"), message("9")]
+    new = [message("5"), message("6"), message("9")]
     assert compare_lists(monolith, new) == [
-        Difference("6", "presence", "present", "absent"),
-        Difference("8", "presence", "absent", "present"),
+        Difference("7", "presence", "present", "absent"),
+        Difference("6", "presence", "absent", "present"),
     ]
 
 
@@ -169,7 +169,7 @@ def test_presence_and_order_are_told_apart() -> None:
     [
         ({"body": "edited"}, "body", "[To:123] こんにちは 👋", "edited"),
         ({"send_time": 1700000001}, "send_time", 1700000000, 1700000001),
-        ({"update_time": 1700000005}, "update_time", 0, 1700000005),
+        ({"update_time": -1}, "update_time", 0, -1),  # older on the new side (a later one is ahead)
         ({"account": {"account_id": 43}}, "account.account_id", 42, 43),
         ({"send_time": 1700000000.0}, "send_time", 1700000000, 1700000000.0),
         ({"update_time": False}, "update_time", 0, False),
@@ -355,3 +355,46 @@ def test_a_verdict_is_a_plain_record_for_the_service_to_fill() -> None:
     assert verdict == ShadowVerdict(
         Outcome.LATE, [Difference(None, "status", 200, 500)], attempts=1, waited_ms=12.5
     )
+
+
+# --- the new side ahead (its read came after the monolith's) -------------------------------
+
+
+def _page(ids: range | list[int], edited: dict[int, int] | None = None) -> bytes:
+    edited = edited or {}
+    return json.dumps(
+        [
+            {"message_id": str(i), "account": {"account_id": 1, "name": "a", "avatar_image_url": "u"},
+             "body": f"m{i}", "send_time": 10, "update_time": edited.get(i, 0)}
+            for i in ids
+        ]
+    ).encode()  # fmt: skip
+
+
+FORCE1 = Route(RouteKind.LIST, room_id=1, force=True)
+
+
+def test_messages_posted_after_the_monolith_read_are_not_differences() -> None:
+    assert compare(FORCE1, 200, _page(range(1, 51)), 200, _page(range(1, 53))) == []
+
+
+def test_a_full_page_may_slide_by_what_was_posted_since() -> None:
+    assert compare(FORCE1, 200, _page(range(1, 101)), 200, _page(range(3, 103))) == []
+
+
+def test_a_page_that_slid_further_than_what_was_posted_is_a_difference() -> None:
+    found = compare(
+        FORCE1, 200, _page(range(1, 101)), 200, _page([i for i in range(3, 103) if i != 50])
+    )
+    assert [(d.message_id, d.field) for d in found] == [("50", "presence")]
+
+
+def test_a_missing_old_message_on_a_short_page_is_still_a_difference() -> None:
+    found = compare(FORCE1, 200, _page(range(1, 51)), 200, _page(range(2, 53)))
+    assert [(d.message_id, d.field) for d in found] == [("1", "presence")]
+
+
+def test_a_later_edit_on_the_new_side_is_ahead_but_an_older_one_is_not() -> None:
+    assert compare(FORCE1, 200, _page([1, 2], {2: 100}), 200, _page([1, 2], {2: 200})) == []
+    found = compare(FORCE1, 200, _page([1, 2], {2: 200}), 200, _page([1, 2], {2: 100}))
+    assert [(d.message_id, d.field) for d in found] == [("2", "update_time")]
