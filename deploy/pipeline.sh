@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The capture pipeline (chat-binlog-source, chat-capturer, chat-updater) under a supervisord of
+# The capture pipeline (chat-binlog-source, chat-capturer, chat-updater), the new core's Read API
+# (chat-read-api) and the gateway (chat-gateway) under a supervisord of
 # the project's own: a program that dies is started again; logs, config, socket and pid file
 # live under the pipeline dir ($STATE_DIR/pipeline unless MIG_PIPELINE_DIR says otherwise).
 #   deploy/pipeline.sh start | stop | status
@@ -18,9 +19,20 @@ READY_TIMEOUT="${MIG_PIPELINE_READY_TIMEOUT:-60}"
 (( ${#SOCK} <= 107 )) || die "MIG_PIPELINE_DIR is too long for supervisord's socket ($SOCK): at most 107 bytes"
 [[ "$DIR$VENV_DIR$PROJECT_DIR" != *[%\;#\"]* ]] || die "the pipeline dir, the venv and the project's path must hold no % ; # or \""
 
-PROGRAMS=(binlog-source capturer updater)
-declare -A COMMAND=([binlog-source]=chat-binlog-source [capturer]=chat-capturer [updater]=chat-updater)
-declare -A OPS_PORT=([binlog-source]=$BINLOG_OPS_PORT [capturer]=$CAPTURER_OPS_PORT [updater]=$UPDATER_OPS_PORT)
+# The Read API and the gateway: the first of the front door's gateway ports is this pipeline's.
+READ_API_PORT="${MIG_READ_API_PORT:-8070}"
+GATEWAY_PORT="${GATEWAY_PORTS%%,*}"
+GATEWAY_ADMIN_PORT="${MIG_GATEWAY_ADMIN_PORT:-8091}"
+for _p in READ_API_PORT GATEWAY_ADMIN_PORT; do check_port_setting "MIG_$_p" "${!_p}"; done
+
+PROGRAMS=(binlog-source capturer updater read-api gateway)
+declare -A COMMAND=([binlog-source]=chat-binlog-source [capturer]=chat-capturer [updater]=chat-updater
+  [read-api]=chat-read-api [gateway]=chat-gateway)
+declare -A OPS_PORT=([binlog-source]=$BINLOG_OPS_PORT [capturer]=$CAPTURER_OPS_PORT [updater]=$UPDATER_OPS_PORT
+  [read-api]=$READ_API_PORT [gateway]=$GATEWAY_ADMIN_PORT)
+# The gateway's admin token: MIG_GATEWAY_ADMIN_TOKEN, or one made once for this machine and kept
+# in a file only root reads (the demo and the CLI read it there; it never reaches a log).
+TOKEN_FILE="$STATE_DIR/gateway/admin-token"
 
 ctl() { supervisorctl -c "$CONF" "$@"; }
 
@@ -86,6 +98,19 @@ pipeline_environment() {  # fills ENVIRONMENT
   export MIG_MARIADB_PORT="$MARIADB_PORT" MIG_HBASE_THRIFT_PORT="$HBASE_THRIFT_PORT"
   export MIG_BINLOG_OPS_PORT="$BINLOG_OPS_PORT" MIG_CAPTURER_OPS_PORT="$CAPTURER_OPS_PORT"
   export MIG_UPDATER_OPS_PORT="$UPDATER_OPS_PORT"
+  export MIG_READ_API_PORT="$READ_API_PORT" MIG_GATEWAY_PORT="$GATEWAY_PORT"
+  export MIG_GATEWAY_ADMIN_PORT="$GATEWAY_ADMIN_PORT" MIG_SHADOW_READ_API="http://127.0.0.1:$READ_API_PORT"
+  export MIG_GATEWAY_UPSTREAM="http://127.0.0.1:$MONOLITH_PORT"
+  export MIG_GATEWAY_ROOM_MAP="${MIG_GATEWAY_ROOM_MAP:-$FRONTDOOR_DIR/room_map.conf}"
+  export MIG_GATEWAY_FRONTDOOR_PID="${MIG_GATEWAY_FRONTDOOR_PID:-$FRONTDOOR_DIR/nginx.pid}"
+  export MIG_SPOOL_DIR="${MIG_SPOOL_DIR:-$STATE_DIR/gateway/spool}"
+  if [[ -z "${MIG_GATEWAY_ADMIN_TOKEN:-}" ]]; then
+    if [[ ! -s "$TOKEN_FILE" ]]; then
+      mkdir -p "$(dirname "$TOKEN_FILE")"
+      (umask 077; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$TOKEN_FILE")
+    fi
+    export MIG_GATEWAY_ADMIN_TOKEN="$(cat "$TOKEN_FILE")"
+  fi
   ENVIRONMENT=("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" "HOME=$HOME" "LANG=C.UTF-8")
   local name
   while read -r name; do ENVIRONMENT+=("$name=${!name}"); done < <(compgen -e | grep '^MIG_' | sort)

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from gateway.adapters.mariadb.control_schema import control_engine, ensure_schema
 from gateway.adapters.mariadb.phase_store import MariaDbPhaseStore
 from gateway.adapters.mariadb.room_catalog import MariaDbRoomCatalog
@@ -20,7 +22,7 @@ from gateway.entrypoints.master import GatewayProcess, lean_master
 from gateway.errors import ControlStoreUnavailable
 from gateway.service.accounts import AccountCache
 from gateway.service.control import ControlFollower
-from gateway.service.metrics import LOST_ROOMS, SPOOL_BYTES, SPOOL_PENDING
+from gateway.service.metrics import SpoolCollector
 from gateway.service.shadow import ShadowLedger, ShadowReads
 from gateway.service.shipping import HintShipper
 from gateway.settings import GatewaySettings
@@ -79,9 +81,6 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
 
     def health() -> dict[str, Any]:
         state = spool.state()
-        SPOOL_PENDING.set(state.pending_records)
-        SPOOL_BYTES.set(state.pending_bytes)
-        LOST_ROOMS.set(len(state.lost_rooms))
         age = follower.age_s()
         return (
             follower.health()
@@ -94,6 +93,8 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
             }
         )
 
+    collector = SpoolCollector(spool.state, lambda: shipper.stats)
+    REGISTRY.register(collector)
     parts = AdminParts(p.admin_token.get_secret_value(), store, catalog, spool, ledger, health)
 
     async def prepare() -> None:
@@ -123,6 +124,7 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
             finish,
         )  # fmt: skip
     finally:
+        REGISTRY.unregister(collector)
         monolith.dispose()
         control.dispose()
 

@@ -21,7 +21,7 @@ from gateway.domain.phases import INSPECTED, ControlSnapshot
 from gateway.errors import ControlStoreUnavailable
 from gateway.ports import PhaseStore
 from gateway.service.metrics import CONTROL_AGE, CONTROL_REVISION
-from newcore.errors import Unavailable
+from newcore.errors import Misconfigured, Unavailable
 
 NOTHING_YET = ControlSnapshot(revision=-1, kill_switch=False, phases={})
 
@@ -88,6 +88,10 @@ class ControlFollower:
             changed = await asyncio.to_thread(self._room_map.publish, rooms)
         except Unavailable as exc:
             self._log.warning("room map not published", extra={"reason": str(exc)})
+            return
+        except Misconfigured as exc:  # the front door's file or pid is not ours: say it loud,
+            # keep serving (the front door keeps its last map) and try again at the next poll
+            self._log.error("room map not published", extra={"reason": str(exc)})
             return
         self._published = rooms
         if changed:
