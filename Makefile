@@ -5,7 +5,7 @@ VENV := .venv/bin
 MESSAGES ?= 1000000
 SEED ?= 42
 
-.PHONY: demo test up down status lint unit integration bench pipeline
+.PHONY: demo test up down status lint unit integration bench bench-gateway pipeline
 
 # The pipeline starts before the seed: the binlog source's first start reads from the binlog's
 # end, so only what is written after it reaches the read model (deploy/README.md).
@@ -33,6 +33,11 @@ bench: up  ## performance figures, each beside its baseline (bench/README.md); n
 	$(VENV)/chat-seed --messages $(MESSAGES) --seed $(SEED)
 	bash bench/monolith_baseline.sh
 	$(VENV)/python -m bench.pipeline
+
+# Its own front door, gateways, pipeline and Read API on free ports (bench/README.md).
+bench-gateway: up  ## the front door and the gateway against the monolith and a bare mitmproxy
+	$(VENV)/chat-seed --messages $(MESSAGES) --seed $(SEED)
+	$(VENV)/python -m bench.gateway
 
 up:
 	@bash deploy/stack.sh up
