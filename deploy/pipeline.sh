@@ -30,6 +30,8 @@ declare -A COMMAND=([binlog-source]=chat-binlog-source [capturer]=chat-capturer 
   [read-api]=chat-read-api [gateway]=chat-gateway)
 declare -A OPS_PORT=([binlog-source]=$BINLOG_OPS_PORT [capturer]=$CAPTURER_OPS_PORT [updater]=$UPDATER_OPS_PORT
   [read-api]=$READ_API_PORT [gateway]=$GATEWAY_ADMIN_PORT)
+# The gateway lets the requests under way finish when it stops (MIG_GATEWAY_DRAIN_S, 65 s).
+declare -A STOP_WAIT=([gateway]=75)
 # The gateway's admin token: MIG_GATEWAY_ADMIN_TOKEN, or one made once for this machine and kept
 # in a file only root reads (the demo and the CLI read it there; it never reaches a log).
 TOKEN_FILE="$STATE_DIR/gateway/admin-token"
@@ -51,7 +53,7 @@ exitcodes=0,2,3,5
 startsecs=2
 startretries=5
 stopsignal=TERM
-stopwaitsecs=15
+stopwaitsecs=${STOP_WAIT[$1]:-15}
 stopasgroup=true
 killasgroup=true
 redirect_stderr=true

@@ -105,11 +105,12 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
             # Every room stays legacy until the store answers; the follower keeps asking.
             log.warning("control store unavailable at start", extra={"reason": str(exc)})
 
+    inspector = Inspector(lambda room: follower.snapshot.phase_of(room))
+
     def make_master() -> Any:
         return lean_master(
             p.upstream, p.listen_host, p.port,
-            [UpstreamOnly(), Inspector(lambda room: follower.snapshot.phase_of(room)),
-             Shadow(reads, spool.last_seq_for), capture],
+            [UpstreamOnly(), inspector, Shadow(reads, spool.last_seq_for), capture],
         )  # fmt: skip
 
     async def finish() -> None:
@@ -121,7 +122,7 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
         yield GatewayProcess(
             log, prepare, make_master, (admin_app(parts), p.admin_host, p.admin_port),
             [("control", follower.run, follower.stop), ("shipper", shipper.run, shipper.stop)],
-            finish,
+            finish, (inspector.drain, lambda: inspector.in_flight, p.drain_s),
         )  # fmt: skip
     finally:
         REGISTRY.unregister(collector)

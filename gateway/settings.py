@@ -58,6 +58,9 @@ class ProxySettings(BaseSettings):
     # How often the control store's revision is read: a phase change reaches this gateway
     # within this bound (plus one snapshot read).
     control_poll_s: float = Field(default=0.5, ge=0.05, le=30)
+    # On stop, how long requests under way may take to finish (the monolith's own timeout is
+    # 60 s): an answer cut by a stopping gateway is a 502 for a request the monolith acted on.
+    drain_s: float = Field(default=65.0, ge=0, le=600)
     # The room map the front door includes, and its nginx master's pid file; unset: this
     # gateway does not publish the map (another instance does, or there is no front door).
     room_map: Path | None = None

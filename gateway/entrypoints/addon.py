@@ -9,7 +9,8 @@ Order matters and is the order `gateway/bootstrap.py` adds them in:
    the hook returns (`loop.call_soon`): the answer is forwarded first.
 
 The client's request and answer are never changed: no addon here writes to `flow.request`
-(except `UpstreamOnly` undoing a change to the destination) or to `flow.response`.
+(except `UpstreamOnly` undoing a change to the destination) or to `flow.response` (except a
+stopping gateway's `Connection: close`, a hop-by-hop header the front door does not pass on).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from newcore.domain.hints import CursorHint, Hint
 from newcore.errors import Unavailable
 
 ROUTE = "chat.route"
+COUNTED = "chat.counted"  # the flow is in Inspector.in_flight
 PHASE = "chat.phase"
 CAPTURED = frozenset({Phase.DUAL_WRITE, Phase.SHADOW_READ})
 SHADOWED = frozenset({RouteKind.LIST, RouteKind.ONE})
@@ -81,14 +83,24 @@ class UpstreamOnly:
 
 
 class Inspector:
-    """Classifies each flow once (route, room, phase) and counts it per phase and route."""
+    """Classifies each flow once (route, room, phase) and counts it per phase and route; knows
+    how many requests are under way, so that a stopping gateway lets them finish (`drain`)."""
 
     def __init__(self, phase_of: Callable[[int], Phase]) -> None:
         self._phase_of = phase_of
+        self.in_flight = 0
+        self.draining = False
+
+    def drain(self) -> None:
+        """From now on every answer closes its connection (`Connection: close`, a hop-by-hop
+        header the front door does not pass on): the front door sends nothing more on it."""
+        self.draining = True
 
     def request(self, flow: http.HTTPFlow) -> None:
         if flow.response or flow.error or not flow.live:
             return
+        self.in_flight += 1
+        flow.metadata[COUNTED] = True
         request = flow.request
         raw = request.data.path
         path, _, query = raw.partition(b"?")
@@ -103,10 +115,17 @@ class Inspector:
         flow.metadata[ROUTE] = route
         flow.metadata[PHASE] = self._phase_of(route.room_id) if route.room_id else Phase.LEGACY
 
+    def _done(self, flow: http.HTTPFlow) -> None:
+        if flow.metadata.pop(COUNTED, False):
+            self.in_flight -= 1
+
     def response(self, flow: http.HTTPFlow) -> None:
+        self._done(flow)
         response = flow.response
         if response is None or ROUTE not in flow.metadata:
             return
+        if self.draining:
+            response.headers["connection"] = "close"
         route: Route = flow.metadata[ROUTE]
         phase: Phase = flow.metadata[PHASE]
         labels = (phase.value, route.kind.value)
@@ -119,6 +138,7 @@ class Inspector:
             ADDED_SECONDS.labels(*labels).observe(max(0.0, total - upstream))
 
     def error(self, flow: http.HTTPFlow) -> None:
+        self._done(flow)
         if ROUTE not in flow.metadata:
             return
         route: Route = flow.metadata[ROUTE]

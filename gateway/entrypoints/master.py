@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ from mitmproxy.addons import core, errorcheck, next_layer, proxyserver
 from mitmproxy.master import Master
 
 from newcore.adapters.ops import InLoopServer
+from newcore.errors import Unavailable
 
 Starter = Callable[[], Awaitable[None]]
 
@@ -88,6 +90,7 @@ class GatewayProcess:
         admin: tuple[Any, str, int],
         loops: Sequence[tuple[str, Callable[[], Coroutine[Any, Any, None]], Callable[[], None]]],
         finish: Starter,
+        drain: tuple[Callable[[], None], Callable[[], int], float] | None = None,
     ) -> None:
         self._log = log
         self._prepare = prepare
@@ -95,19 +98,57 @@ class GatewayProcess:
         self._admin = admin
         self._loops = loops
         self._finish = finish
+        self._drain = drain
         self._master: Master | None = None
         self._stopping = asyncio.Event()
+        self._draining: asyncio.Task[None] | None = None
+        self.failure: BaseException | None = None
 
     def stop(self) -> None:
+        """Stops taking connections at once (the front door then sends the gateway's rooms
+        straight to the monolith), lets the requests under way finish (up to the drain bound:
+        the monolith has acted on them, an answer cut here would be a 502 the client cannot
+        safely retry), then stops."""
+        if self._stopping.is_set():
+            return
         self._stopping.set()
         if self._master is not None:
-            self._master.shutdown()  # type: ignore[no-untyped-call]
+            self._draining = asyncio.get_running_loop().create_task(self._drain_then_stop())
+
+    async def _drain_then_stop(self) -> None:
+        master = self._master
+        assert master is not None
+        if self._drain is not None:
+            drain, in_flight, bound_s = self._drain
+            update: Callable[..., None] = master.options.update
+            update(server=False)  # the listener closes; connections under way go on
+            drain()
+            deadline = time.monotonic() + bound_s
+            while in_flight() > 0 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            self._log.info("gateway drained", extra={"left_in_flight": in_flight()})
+        master.shutdown()  # type: ignore[no-untyped-call]
+
+    def _watch(self, task: asyncio.Task[None]) -> None:
+        """A background loop that ends by itself (a bug, an error it does not handle) stops
+        the process: a gateway whose phases or spool no longer move must not go on serving
+        (the front door sends its rooms to the monolith while it is restarted)."""
+        if self._stopping.is_set() or task.cancelled():
+            return
+        self.failure = task.exception() or RuntimeError(f"{task.get_name()} ended")
+        self._log.error(
+            "background loop ended, stopping", extra={"loop": task.get_name(),
+            "reason": self.failure.__class__.__name__},
+        )  # fmt: skip
+        self.stop()
 
     async def run(self) -> None:
         await self._prepare()
         tasks: list[asyncio.Task[None]] = [
             asyncio.create_task(run(), name=name) for name, run, _ in self._loops
         ]
+        for task in tasks:
+            task.add_done_callback(self._watch)
         server, serving = await serve_admin(*self._admin)
         try:
             self._master = self._make_master()
@@ -121,3 +162,5 @@ class GatewayProcess:
             server.should_exit = True
             await asyncio.gather(*tasks, serving, return_exceptions=True)
             await self._finish()
+        if self.failure is not None:
+            raise Unavailable(f"a background loop of the gateway ended: {self.failure!r}")

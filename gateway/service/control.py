@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from gateway.domain.phases import INSPECTED, ControlSnapshot
-from gateway.errors import ControlStoreUnavailable
+from gateway.errors import ControlStoreMisconfigured, ControlStoreUnavailable
 from gateway.ports import PhaseStore
 from gateway.service.metrics import CONTROL_AGE, CONTROL_REVISION
 from newcore.errors import Misconfigured, Unavailable
@@ -107,6 +107,10 @@ class ControlFollower:
                 self._answered_at = time.monotonic()
         except ControlStoreUnavailable as exc:
             self._log.warning("control store unavailable", extra={"reason": str(exc)})
+        except ControlStoreMisconfigured as exc:
+            # A row this version cannot read (a newer version's phase in a rolling upgrade):
+            # keep the last snapshot and go on asking, loudly; the health shows its age.
+            self._log.error("control store unreadable", extra={"reason": str(exc)})
         await self._publish()
 
     async def run(self) -> None:

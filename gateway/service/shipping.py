@@ -193,6 +193,11 @@ class HintShipper:
                     waiter.set_result(-1)
         self._waiters.clear()
 
+    def shipped_long_ago(self, seq: int) -> bool:
+        """The record `seq` was shipped before this shipper started, or so long ago that its
+        position is forgotten (`keep_positions`): nothing to wait for."""
+        return seq <= self._unknown_through
+
     async def position_of(self, seq: int, timeout_s: float) -> int | None:
         """The position in the hints topic the record `seq` got, once shipped: at once if it
         is, else when it is (up to `timeout_s`). None: not shipped within the timeout (Kafka

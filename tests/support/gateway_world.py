@@ -51,7 +51,8 @@ from newcore.wire.hints import encode_hint
 from tests.support import topics
 from tests.support.frontdoor import FrontDoor
 from tests.support.monolith_world import MonolithWorld
-from tests.support.processes import Relay, Service, free_port
+from tests.support.processes import Service, free_port
+from tests.support.relay_process import RelayProcess
 from tests.support.scratch_db import scratch_database
 from tests.support.stack import REPO, Stack, require_port
 
@@ -135,7 +136,7 @@ class GatewayWorld:
         control_db: str,
         hbase: HBaseSettings,
         monolith: PrivateMonolith,
-        kafka_relay: Relay | None,
+        kafka_relay: RelayProcess | None,
     ) -> None:
         self.stack = stack
         self.run = run
@@ -147,7 +148,7 @@ class GatewayWorld:
         self.monolith = monolith
         self.kafka = KafkaSettings(bootstrap=stack.kafka_bootstrap)
         self.kafka_relay = kafka_relay
-        self.hbase_relay = Relay(stack.hbase_thrift_port)
+        self.hbase_relay = RelayProcess(stack.hbase_thrift_port)
         self.hbase_relay.start()
         self.topic_hints = f"e2e-{run}.hints"
         self.topic_events = f"e2e-{run}.events"
@@ -266,6 +267,7 @@ class GatewayWorld:
         self.read_model.close()
         self.control.close()
         self.hbase_relay.cut()
+        self.hbase_relay.close()
         with contextlib.suppress(AssertionError, subprocess.SubprocessError):
             self.front_door.stop()
         self._db.close()
@@ -373,7 +375,7 @@ def gateway_world(
     hbase = HBaseSettings(
         host=stack.host, thrift_port=stack.hbase_thrift_port, table_prefix=f"e2e_{run}"
     )
-    kafka_relay: Relay | None = None
+    kafka_relay: RelayProcess | None = None
     exits = contextlib.ExitStack()
     try:
         database, _ = exits.enter_context(scratch_database(stack))
@@ -397,7 +399,8 @@ def gateway_world(
         exits.callback(monolith.stop)
         if gateway_kafka_relayed:
             require_port("Kafka's relayed listener", stack.host, stack.kafka_relayed_port)
-            kafka_relay = Relay(stack.kafka_relayed_port, port=stack.kafka_relay_port)
+            kafka_relay = RelayProcess(stack.kafka_relayed_port, port=stack.kafka_relay_port)
+            exits.callback(kafka_relay.close)
             kafka_relay.start()
             exits.callback(kafka_relay.cut)
         world = GatewayWorld(
