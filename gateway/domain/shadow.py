@@ -11,8 +11,8 @@ rely on; each field it ignores says why (DESIGN.md, "Parity noise").
 | both errors | the `errors` arrays, exactly and in order; a side without one: the bodies as bytes | `errors`, `body_bytes` |
 | LIST, both 2xx | a 204 is "no messages", compared as `[]` (so 204 against `[]` is only a `status` difference) | |
 | LIST: which messages | the lists of `message_id`s: a message on one side only is one Difference | `presence` (`present`, `absent`, `present N times`) |
-| LIST: the new side ahead | the new side is asked after the monolith answered, so it may show later writes: its messages with ids above the monolith's newest are not compared (posted after the monolith's read), and on a full page (100) as many of the monolith's oldest are not expected on the new side (they slid out of its window). A deletion after the monolith's read still shows as `presence` (the read model keeps no history to tell it from a lost message) | |
-| LIST and ONE: a later edit | a message whose `update_time` on the new side is later than the monolith's is not compared: it was edited after the monolith's read | |
+| LIST: the new side ahead | the new side is asked after the monolith answered, so it may show later writes: its messages with ids above the monolith's newest *and* a `send_time` at or after the second the monolith answered in are not compared (posted after the monolith's read; an older one there is a difference: a lost delete, a foreign row), and on a full page (100) as many of the monolith's oldest are not expected on the new side (they slid out of its window). A deletion after the monolith's read still shows as `presence` (the read model keeps no history to tell it from a lost message) | |
+| LIST and ONE: a later edit | a message whose `update_time` on the new side is later than the monolith's *and* at or after the second the monolith answered in is not compared: it was edited after the monolith's read (an older or wrong `update_time` is compared). The monolith's clock and the gateway's must agree to the second (one host here; NTP elsewhere) | |
 | LIST: their order | the messages on both sides, in the order each side gave them (oldest first in the contract): a reordered list is different. Shown from the first position that differs, 10 ids at most | `order` |
 | ONE, both 2xx | the message object | as below |
 | every message on both sides | `message_id`, `body`, `send_time`, `update_time`, `account.account_id`: same JSON type and value (`1` is not `1.0`, `"1"` is not `1`, `true` is not `1`); a missing one is `<absent>` | that name |
@@ -114,12 +114,19 @@ def should_retry(
 
 
 def compare(
-    route: Route, monolith_status: int, monolith_body: bytes, new_status: int, new_body: bytes
+    route: Route,
+    monolith_status: int,
+    monolith_body: bytes,
+    new_status: int,
+    new_body: bytes,
+    answered_at_s: int | None = None,
 ) -> list[Difference]:
     """What differs between the two answers to one read, by the module's rules; [] is the
-    same. Never raises, whatever the bytes."""
+    same. `answered_at_s`: the unix second the monolith answered in; a message or an edit on
+    the new side stamped at or after it may be ahead (None: nothing is excused). Never
+    raises, whatever the bytes."""
     try:
-        return _compare(route, monolith_status, monolith_body, new_status, new_body)
+        return _compare(route, monolith_status, monolith_body, new_status, new_body, answered_at_s)
     except RecursionError:  # JSON nested about as deep as the parser allows, then walked
         differences: list[Difference] = []
         if monolith_status != new_status:
@@ -129,7 +136,12 @@ def compare(
 
 
 def _compare(
-    route: Route, monolith_status: int, monolith_body: bytes, new_status: int, new_body: bytes
+    route: Route,
+    monolith_status: int,
+    monolith_body: bytes,
+    new_status: int,
+    new_body: bytes,
+    answered_at_s: int | None,
 ) -> list[Difference]:
     differences: list[Difference] = []
     if monolith_status != new_status:
@@ -149,14 +161,14 @@ def _compare(
         if isinstance(monolith_list, _Bytes) or isinstance(new_list, _Bytes):
             _compare_bytes(monolith_body, new_body, differences)
         else:
-            _compare_lists(monolith_list.value, new_list.value, differences)
+            _compare_lists(monolith_list.value, new_list.value, differences, answered_at_s)
         return differences
     monolith_value = _json_or_bytes(monolith_body, False)
     new_value = _json_or_bytes(new_body, False)
     if isinstance(monolith_value, _Bytes) or isinstance(new_value, _Bytes):
         _compare_bytes(monolith_body, new_body, differences)
     elif kind is RouteKind.ONE:
-        _compare_one(route, monolith_value.value, new_value.value, differences)
+        _compare_one(route, monolith_value.value, new_value.value, differences, answered_at_s)
     else:
         _compare_objects(monolith_value.value, new_value.value, differences)
     return differences
@@ -244,7 +256,15 @@ def _newest(ids: list[str]) -> int | None:
     return max(numbers) if numbers else None
 
 
-def _compare_lists(monolith: Any, new: Any, out: list[Difference]) -> None:
+def _stamped_since(message: Any, field: str, second: int | None) -> bool:
+    """The message's `field` (send_time, update_time) is an integer at or after `second`."""
+    value = message.get(field) if isinstance(message, dict) else None
+    return second is not None and type(value) is int and value >= second
+
+
+def _compare_lists(
+    monolith: Any, new: Any, out: list[Difference], answered_at_s: int | None = None
+) -> None:
     monolith_ids = _message_ids(monolith)
     new_ids = _message_ids(new)
     if monolith_ids is None or new_ids is None:
@@ -259,7 +279,9 @@ def _compare_lists(monolith: Any, new: Any, out: list[Difference]) -> None:
         kept = [
             (i, m)
             for i, m in zip(new_ids, new, strict=True)
-            if not (i.isdecimal() and int(i) > newest)
+            if not (
+                i.isdecimal() and int(i) > newest and _stamped_since(m, "send_time", answered_at_s)
+            )
         ]
         ahead = len(new_ids) - len(kept)
         if ahead:
@@ -292,27 +314,41 @@ def _compare_lists(monolith: Any, new: Any, out: list[Difference]) -> None:
     monolith_by_id = _first_by_id(monolith, monolith_ids)
     new_by_id = _first_by_id(new, new_ids)
     for message_id in monolith_common:
-        _compare_message(message_id, monolith_by_id[message_id], new_by_id[message_id], out)
+        _compare_message(
+            message_id, monolith_by_id[message_id], new_by_id[message_id], out, answered_at_s
+        )
 
 
-def _compare_one(route: Route, monolith: Any, new: Any, out: list[Difference]) -> None:
+def _compare_one(
+    route: Route, monolith: Any, new: Any, out: list[Difference], answered_at_s: int | None
+) -> None:
     if not isinstance(monolith, dict) or not isinstance(new, dict):
         _compare_whole(monolith, new, out)
         return
     message_id = str(route.message_id) if route.message_id is not None else None
-    _compare_message(message_id, monolith, new, out)
+    _compare_message(message_id, monolith, new, out, answered_at_s)
 
 
-def _edited_later(monolith: dict[str, Any], new: dict[str, Any]) -> bool:
-    """The new side shows a later edit than the monolith's answer had: it is ahead, not apart."""
+def _edited_later(monolith: dict[str, Any], new: dict[str, Any], answered_at_s: int | None) -> bool:
+    """The new side shows an edit made at or after the second the monolith answered in, later
+    than the monolith's: it is ahead, not apart."""
     before, after = monolith.get("update_time"), new.get("update_time")
-    return type(before) is int and type(after) is int and after > before
+    return (
+        type(before) is int
+        and type(after) is int
+        and after > before
+        and _stamped_since(new, "update_time", answered_at_s)
+    )
 
 
 def _compare_message(
-    message_id: str | None, monolith: dict[str, Any], new: dict[str, Any], out: list[Difference]
+    message_id: str | None,
+    monolith: dict[str, Any],
+    new: dict[str, Any],
+    out: list[Difference],
+    answered_at_s: int | None = None,
 ) -> None:
-    if _edited_later(monolith, new):
+    if _edited_later(monolith, new, answered_at_s):
         return
     for name in ("message_id", *MESSAGE_FIELDS):
         _compare_field(message_id, name, monolith, new, name, out)

@@ -167,7 +167,8 @@ class Shadow:
                 route=route, method=flow.request.method,
                 path=flow.request.data.path.decode("latin-1"), token=token,
                 status=response.status_code, body=response.raw_content or b"",
-                answered_at=time.monotonic(), frontier_seq=self._last_seq_for(route.room_id),
+                answered_at=time.monotonic(), answered_at_s=int(flow.request.timestamp_start),
+                frontier_seq=self._last_seq_for(route.room_id),
             )
         )  # fmt: skip
 

@@ -57,6 +57,9 @@ class ShadowJob:
     status: int
     body: bytes
     answered_at: float  # time.monotonic() when the monolith's answer was in
+    # The unix second the request came in, before the monolith read anything: a message or an
+    # edit the new side shows stamped at or after it may be newer than the monolith's answer.
+    answered_at_s: int
     frontier_seq: int | None  # the room's last spooled hint before the answer
 
 
@@ -193,7 +196,9 @@ class ShadowReads:
                 reached = frontier_reached(applied, frontier) and (
                     frontier_seq is None or applied is not None
                 )
-                differences = compare(job.route, job.status, job.body, status, body)
+                differences = compare(
+                    job.route, job.status, job.body, status, body, job.answered_at_s
+                )
                 pause = RETRY_S[min(attempts - 1, len(RETRY_S) - 1)]
                 # The next ask must fit before the deadline: judge as if it were already past.
                 elapsed_ms = (time.monotonic() + pause - job.answered_at) * 1000

@@ -365,36 +365,50 @@ def _page(ids: range | list[int], edited: dict[int, int] | None = None) -> bytes
     return json.dumps(
         [
             {"message_id": str(i), "account": {"account_id": 1, "name": "a", "avatar_image_url": "u"},
-             "body": f"m{i}", "send_time": 10, "update_time": edited.get(i, 0)}
+             "body": f"m{i}", "send_time": 10 if i <= 100 else ANSWERED, "update_time": edited.get(i, 0)}
             for i in ids
         ]
     ).encode()  # fmt: skip
 
 
 FORCE1 = Route(RouteKind.LIST, room_id=1, force=True)
+ANSWERED = 1000  # the second the monolith answered in; messages above id 100 are sent then
 
 
 def test_messages_posted_after_the_monolith_read_are_not_differences() -> None:
-    assert compare(FORCE1, 200, _page(range(1, 51)), 200, _page(range(1, 53))) == []
+    new = _page([*range(1, 51), 101, 102])
+    assert compare(FORCE1, 200, _page(range(1, 51)), 200, new, ANSWERED) == []
+
+
+def test_a_newer_message_sent_before_the_answer_is_a_difference_a_lost_delete() -> None:
+    found = compare(FORCE1, 200, _page(range(1, 50)), 200, _page(range(1, 51)), ANSWERED)
+    assert [(d.message_id, d.field) for d in found] == [("50", "presence")]
+
+
+def test_without_the_answer_time_nothing_is_excused() -> None:
+    found = compare(FORCE1, 200, _page(range(1, 51)), 200, _page([*range(1, 51), 101]))
+    assert [(d.message_id, d.field) for d in found] == [("101", "presence")]
 
 
 def test_a_full_page_may_slide_by_what_was_posted_since() -> None:
-    assert compare(FORCE1, 200, _page(range(1, 101)), 200, _page(range(3, 103))) == []
+    new = _page([*range(3, 101), 101, 102])
+    assert compare(FORCE1, 200, _page(range(1, 101)), 200, new, ANSWERED) == []
 
 
 def test_a_page_that_slid_further_than_what_was_posted_is_a_difference() -> None:
-    found = compare(
-        FORCE1, 200, _page(range(1, 101)), 200, _page([i for i in range(3, 103) if i != 50])
-    )
+    new = _page([*[i for i in range(3, 101) if i != 50], 101, 102])
+    found = compare(FORCE1, 200, _page(range(1, 101)), 200, new, ANSWERED)
     assert [(d.message_id, d.field) for d in found] == [("50", "presence")]
 
 
 def test_a_missing_old_message_on_a_short_page_is_still_a_difference() -> None:
-    found = compare(FORCE1, 200, _page(range(1, 51)), 200, _page(range(2, 53)))
+    found = compare(FORCE1, 200, _page(range(1, 51)), 200, _page([*range(2, 51), 101]), ANSWERED)
     assert [(d.message_id, d.field) for d in found] == [("1", "presence")]
 
 
-def test_a_later_edit_on_the_new_side_is_ahead_but_an_older_one_is_not() -> None:
-    assert compare(FORCE1, 200, _page([1, 2], {2: 100}), 200, _page([1, 2], {2: 200})) == []
-    found = compare(FORCE1, 200, _page([1, 2], {2: 200}), 200, _page([1, 2], {2: 100}))
-    assert [(d.message_id, d.field) for d in found] == [("2", "update_time")]
+def test_a_later_edit_on_the_new_side_is_ahead_but_an_older_or_early_one_is_not() -> None:
+    later = _page([1, 2], {2: ANSWERED + 1})
+    assert compare(FORCE1, 200, _page([1, 2]), 200, later, ANSWERED) == []
+    for new_time in (ANSWERED - 5, 1):  # before the answer: the monolith would have shown it
+        found = compare(FORCE1, 200, _page([1, 2]), 200, _page([1, 2], {2: new_time}), ANSWERED)
+        assert [(d.message_id, d.field) for d in found] == [("2", "update_time")]
