@@ -4,7 +4,7 @@
 # monolith as backup when no gateway takes the connection; everything else goes straight to the
 # monolith. The gateway writes the room map; a phase change is a graceful reload (SIGHUP).
 # Configuration, pid file, room map and logs live under $STATE_DIR/frontdoor.
-# Usage: frontdoor.sh start | stop | status | reload
+# Usage: frontdoor.sh start | stop | status | reload | bypass (empty the room map: the kill switch without the gateway)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DIR="$FRONTDOOR_DIR"
@@ -210,6 +210,19 @@ reload() {
   log "front door reloading: $(map_rooms) rooms in the map"
 }
 
+# The kill switch that needs no gateway: an empty room map, reloaded. For when the gateway
+# itself is sick (its admin API, which holds the kill switch, answers from the same process).
+# Every room then goes straight to the monolith until the gateway publishes the map again (its
+# next phase change, or its restart); the control store's kill switch keeps it empty after.
+bypass() {
+  pid_alive "$PID" || die "the front door is not running (deploy/frontdoor.sh start)"
+  local tmp="$ROOM_MAP.bypass.tmp"
+  printf '# Emptied by deploy/frontdoor.sh bypass at %s: every room goes to the monolith.\n' "$(date -u +%FT%TZ)" >"$tmp"
+  mv -f "$tmp" "$ROOM_MAP"
+  reload
+  log "front door bypassing the gateway: every request goes straight to the monolith"
+}
+
 # A master that has exited but is not reaped yet (a zombie) counts as stopped.
 running() { kill -0 "$1" 2>/dev/null && [[ "$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null)" != Z ]]; }
 
@@ -229,10 +242,11 @@ case "${1:-}" in
   start) start ;;
   stop) stop_frontdoor ;;
   reload) reload ;;
+  bypass) bypass ;;
   status)
     if pid_alive "$PID"; then
       rooms=$(map_rooms)
       echo "frontdoor up    nginx pid $(cat "$PID")  http://127.0.0.1:$FRONTDOOR_PORT  gateway ${GATEWAY_PORTS} (backup: monolith $MONOLITH_PORT)  $rooms rooms in the map$( (( rooms == 0 )) && echo ' (all to the monolith)')  logs $DIR/logs"
     else echo "frontdoor down"; fi ;;
-  *) die "usage: $0 start|stop|status|reload" ;;
+  *) die "usage: $0 start|stop|status|reload|bypass" ;;
 esac

@@ -47,6 +47,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -336,7 +337,9 @@ class HintSpool:
         self._closed = False
         self._stopping = threading.Event()
         self._written = threading.Event()  # fsync_interval_s == 0: wakes the flusher
+        self._holder: int | None = None
         try:
+            self._hold(directory)
             self.recovery = self._recover()
         except OSError as exc:
             self._close_fds()
@@ -804,6 +807,24 @@ class HintSpool:
                 os.close(old)
             _sync_directory(self._dir)
 
+    def _hold(self, directory: Path) -> None:
+        """One process per spool directory: two writing one directory would hand out the same
+        sequences and skip each other's records at the next open. The lock is the kernel's
+        (flock), so a killed holder releases it with its last file descriptor."""
+        if directory.exists() and not directory.is_dir():
+            return  # _recover says what is wrong
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise SpoolMisconfigured(
+                f"hint spool at {directory} is in use by another process (each gateway process "
+                "needs a MIG_SPOOL_DIR of its own)"
+            ) from None
+        self._holder = fd
+
     def close(self) -> None:
         """Stops the flusher, makes everything durable, releases the files; what is pending
         stays for the next open. Puts after it are refused (None, counted)."""
@@ -822,11 +843,12 @@ class HintSpool:
         self._close_fds()
 
     def _close_fds(self) -> None:
-        for fd in [*self._retired, self._fd, self._lost_fd]:
+        # The directory's lock last: it is released with its file descriptor.
+        for fd in [*self._retired, self._fd, self._lost_fd, self._holder]:
             if fd is not None:
                 with contextlib.suppress(OSError):
                     os.close(fd)
-        self._retired, self._fd, self._lost_fd = [], None, None
+        self._retired, self._fd, self._lost_fd, self._holder = [], None, None, None
 
     # -- recovery ------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from mitmproxy.addonmanager import Loader
 from gateway.domain.capture import hints_after
 from gateway.domain.phases import Phase
 from gateway.domain.routing import OTHER, Route, RouteKind, classify
-from gateway.service.accounts import AccountCache
+from gateway.service.accounts import AccountCache, token_digest
 from gateway.service.metrics import (
     ADDED_SECONDS,
     HINTS,
@@ -176,11 +176,20 @@ class Shadow:
 class Capture:
     """In `dual_write` and `shadow_read`, the hints a successful write gives, spooled after
     the hook returns. A cursor hint whose account is not yet known is spooled once the token
-    is looked up (a task: the binlog source covers a kill in between)."""
+    is looked up: one look-up per token at a time, at most `max_lookups` tokens at once (beyond
+    that the hint is dropped and counted: the binlog source still captures the cursor, and a
+    slow directory cannot pile up work in the gateway)."""
 
-    def __init__(self, spool_put: Callable[[Hint], int | None], accounts: AccountCache) -> None:
+    def __init__(
+        self,
+        spool_put: Callable[[Hint], int | None],
+        accounts: AccountCache,
+        max_lookups: int = 256,
+    ) -> None:
         self._put = spool_put
         self._accounts = accounts
+        self._max_lookups = max_lookups
+        self._waiting: dict[bytes, set[int]] = {}  # token digest -> rooms whose cursor moved
         self._lookups: set[asyncio.Task[None]] = set()
 
     def response(self, flow: http.HTTPFlow) -> None:
@@ -200,21 +209,36 @@ class Capture:
         for hint in after.hints:
             loop.call_soon(self._spool, hint)
         if after.cursor_needs_account and route.room_id is not None:
-            task = loop.create_task(self._cursor_later(route.room_id, token))
-            self._lookups.add(task)
-            task.add_done_callback(self._lookups.discard)
+            self._look_up(loop, token, route.room_id)
+
+    def _look_up(self, loop: asyncio.AbstractEventLoop, token: str, room_id: int) -> None:
+        digest = token_digest(token)
+        rooms = self._waiting.get(digest)
+        if rooms is not None:  # a look-up of this token is under way: it takes this room too
+            rooms.add(room_id)
+            return
+        if len(self._waiting) >= self._max_lookups:
+            HINTS.labels("dropped").inc()
+            return
+        self._waiting[digest] = {room_id}
+        task = loop.create_task(self._cursors_later(digest, token))
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
 
     def _spool(self, hint: Hint) -> None:
         HINTS.labels("spooled" if self._put(hint) is not None else "dropped").inc()
 
-    async def _cursor_later(self, room_id: int, token: str) -> None:
+    async def _cursors_later(self, digest: bytes, token: str) -> None:
         try:
             account = await self._accounts.resolve(token)
         except Unavailable:
-            HINTS.labels("dropped").inc()
+            account = None
+        rooms = self._waiting.pop(digest, set())
+        if account is None:
+            HINTS.labels("dropped").inc(len(rooms))
             return
-        if account is not None:
+        for room_id in sorted(rooms):
             self._spool(CursorHint(room_id=room_id, account_id=account))
 
     def health(self) -> dict[str, Any]:
-        return {"account_lookups": len(self._lookups)}
+        return {"account_lookups": len(self._waiting)}

@@ -537,6 +537,20 @@ def test_an_empty_map_sends_everything_to_the_monolith(
     assert front_door.room_map.published() == set()
 
 
+def test_bypass_is_the_kill_switch_that_needs_no_gateway(
+    front_door: FrontDoor, gateway: StandInGateway, scene: Scene
+) -> None:
+    """A gateway too sick to answer its admin API: `frontdoor.sh bypass` empties the map
+    itself, and the gateway's rooms go straight to the monolith."""
+    gateway.start()
+    front_door.room_map.publish([scene.mapped])
+    front_door.until_routed(messages(scene.mapped), to_gateway=True)
+    done = front_door.script("bypass")
+    assert done.returncode == 0, done.stderr
+    front_door.until_routed(messages(scene.mapped), to_gateway=False)
+    assert front_door.room_map.published() == set()
+
+
 # -- the script ------------------------------------------------------------------------------
 
 

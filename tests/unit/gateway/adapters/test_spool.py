@@ -431,3 +431,19 @@ def test_an_unreadable_cursor_ships_everything_left_again(
     assert [r.seq for r in all_pending(again)] == [1, 2, 3, 4, 5]
     assert any("cursor" in note for note in again.recovery.notes)
     assert again.put(MessageHint(1, 1)) == 6
+
+
+def test_one_process_per_spool_directory(tmp_path: Path) -> None:
+    """Two writers of one directory would hand out the same sequences (a review found the
+    second's records skipped at the next open): the second is refused, naming the setting."""
+    first = HintSpool(tmp_path, max_bytes=1 << 20)
+    with pytest.raises(SpoolMisconfigured, match="MIG_SPOOL_DIR"):
+        HintSpool(tmp_path, max_bytes=1 << 20)
+    in_child = subprocess.run(
+        [sys.executable, "-c", "from pathlib import Path; from gateway.adapters.spool import HintSpool; "
+         f"HintSpool(Path({str(tmp_path)!r}), max_bytes=1 << 20)"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert in_child.returncode != 0 and "in use by another process" in in_child.stderr
+    first.close()
+    HintSpool(tmp_path, max_bytes=1 << 20).close()  # released with the first's close

@@ -6,6 +6,7 @@ destination always the configured upstream."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -89,6 +90,7 @@ def capture_rig(
     accounts = AccountCache(directory)
     if known:
         accounts._known[token_digest(TOKEN)] = 77
+
     def spool(hint: Hint) -> int:
         spooled.append(hint)
         return len(spooled)
@@ -217,3 +219,44 @@ def test_a_bad_upstream_option_is_an_options_error_naming_it(bad: str) -> None:
         pytest.raises(exceptions.OptionsError, match="chat_upstream"),
     ):
         tctx.configure(guard, chat_upstream=bad)
+
+
+def test_account_look_ups_are_one_per_token_and_bounded() -> None:
+    class SlowDirectory(Directory):
+        """Answers only once the test lets it: the look-ups are under way meanwhile."""
+
+        def __init__(self) -> None:
+            super().__init__({TOKEN: 77, "b" * 40: 78})
+            self.gate = threading.Event()
+
+        def account_for_token(self, token: str) -> int | None:
+            self.gate.wait(10)
+            return super().account_for_token(token)
+
+    async def go() -> None:
+        spooled: list[Hint] = []
+
+        def spool(hint: Hint) -> int:
+            spooled.append(hint)
+            return len(spooled)
+
+        directory = SlowDirectory()
+        capture = Capture(spool, AccountCache(directory), max_lookups=1)
+        inspector = Inspector(phases({5: Phase.DUAL_WRITE, 6: Phase.DUAL_WRITE}))
+        for room in (5, 6, 5):
+            await through(
+                [inspector, capture], flow("PUT", f"/v2/rooms/{room}/messages/read", 200, b"{}")
+            )
+        other = flow("PUT", "/v2/rooms/5/messages/read", 200, b"{}")
+        other.request.headers["X-ChatWorkToken"] = "b" * 40  # a second token: over the bound
+        await through([inspector, capture], other)
+        directory.gate.set()
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if spooled:
+                break
+        assert directory.asked == 1
+        assert sorted(spooled, key=lambda h: h.room_id) == [CursorHint(5, 77), CursorHint(6, 77)]
+
+    with taddons.context():
+        asyncio.run(go())
