@@ -36,6 +36,7 @@ AFTER = "X-Migration-After"
 ROOM_POSITION = "X-Migration-Room-Position"
 # Between two asks of the Read API while the read model catches up.
 RETRY_S = (0.02, 0.05, 0.1, 0.2, 0.4)
+ASKING_AT_ONCE = 4
 
 
 class Positions(Protocol):
@@ -117,6 +118,11 @@ class ShadowReads:
         self._sample = sample
         self._log = log
         self._tasks: set[asyncio.Task[None]] = set()
+        # Comparisons asking and comparing at once. Each compare parses two pages on the
+        # proxy's own event loop; when Kafka comes back, every comparison that waited for its
+        # frontier wakes together, and unbounded they would hold the loop (and the requests
+        # it proxies) for as long as all of them take. Bounded, requests go between them.
+        self._asking = asyncio.Semaphore(ASKING_AT_ONCE)
         self._client: httpx.AsyncClient | None = None
 
     def offer(self, job: ShadowJob) -> bool:
@@ -191,13 +197,14 @@ class ShadowReads:
             timeout_ms = (deadline - job.answered_at) * 1000
             while True:
                 attempts += 1
-                status, body, applied = await self._ask(job, after)
+                async with self._asking:
+                    status, body, applied = await self._ask(job, after)
+                    differences = compare(
+                        job.route, job.status, job.body, status, body, job.answered_at_s
+                    )
                 # A hint at position 0 (a partition's first record) is still a frontier.
                 reached = frontier_reached(applied, frontier) and (
                     frontier_seq is None or applied is not None
-                )
-                differences = compare(
-                    job.route, job.status, job.body, status, body, job.answered_at_s
                 )
                 pause = RETRY_S[min(attempts - 1, len(RETRY_S) - 1)]
                 # The next ask must fit before the deadline: judge as if it were already past.

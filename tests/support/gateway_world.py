@@ -69,9 +69,12 @@ class PrivateMonolith:
     """The monolith stand-in (deploy/web.sh: nginx + PHP-FPM) on ports and a database of its
     own."""
 
-    def __init__(self, state_dir: Path, db_name: str, stack: Stack) -> None:
+    def __init__(
+        self, state_dir: Path, db_name: str, stack: Stack, *, rate_limited: bool = False
+    ) -> None:
         self.state_dir = state_dir
         self.db_name = db_name
+        self.rate_limited = rate_limited
         self.port = free_port()
         self.limited_port = free_port()
         self._stack = stack
@@ -89,6 +92,7 @@ class PrivateMonolith:
             "MIG_MARIADB_PORT": str(self._stack.mariadb_port),
             "MIG_DB_NAME": self.db_name,
             "MIG_MONOLITH_FPM_CHILDREN": "6",
+            "MIG_MONOLITH_RATE_LIMIT": "on" if self.rate_limited else "off",
         }
         return subprocess.run(
             ["bash", str(REPO / "deploy" / "web.sh"), command],
@@ -360,11 +364,12 @@ class GatewayWorld:
 
 @contextlib.contextmanager
 def gateway_world(
-    stack: Stack, logs: Path, *, gateway_kafka_relayed: bool = False
+    stack: Stack, logs: Path, *, gateway_kafka_relayed: bool = False, rate_limited: bool = False
 ) -> Iterator[GatewayWorld]:
     """Builds the world (scratch databases, tables, private monolith), starts every process,
     yields it, and removes all of it. `gateway_kafka_relayed`: the gateway reaches Kafka
-    through the shared relay port (one such world at a time)."""
+    through the shared relay port (one such world at a time). `rate_limited`: the monolith
+    answers with the public API's rate limits on (its headers and 429)."""
     require_port("MariaDB", stack.host, stack.mariadb_port)
     require_port("Kafka", stack.host, stack.kafka_port)
     require_port("HBase Thrift", stack.host, stack.hbase_thrift_port)
@@ -395,7 +400,9 @@ def gateway_world(
         ensure_schema(control)
         control.dispose()
         exits.callback(drop_tables, hbase)  # made by world.start()
-        monolith = PrivateMonolith(folder, database.db_name, stack).start()
+        monolith = PrivateMonolith(
+            folder, database.db_name, stack, rate_limited=rate_limited
+        ).start()
         exits.callback(monolith.stop)
         if gateway_kafka_relayed:
             require_port("Kafka's relayed listener", stack.host, stack.kafka_relayed_port)
