@@ -45,6 +45,7 @@ COUNTED = "chat.counted"  # the flow is in Inspector.in_flight
 PHASE = "chat.phase"
 CAPTURED = frozenset({Phase.DUAL_WRITE, Phase.SHADOW_READ})
 SHADOWED = frozenset({RouteKind.LIST, RouteKind.ONE})
+CURSOR_KINDS = frozenset({RouteKind.LIST, RouteKind.READ, RouteKind.UNREAD})
 TOKEN = "X-ChatWorkToken"  # noqa: S105 (a header name, not a secret)
 
 
@@ -200,9 +201,9 @@ class Capture:
             return
         route: Route = flow.metadata[ROUTE]
         token = flow.request.headers.get(TOKEN, "")
-        after = hints_after(
-            route, response.status_code, response.raw_content or b"", self._accounts.known(token)
-        )
+        # The account matters to a cursor hint only: no token digest for the other writes.
+        account = self._accounts.known(token) if route.kind in CURSOR_KINDS else None
+        after = hints_after(route, response.status_code, response.raw_content or b"", account)
         if after.malformed is not None:
             HINTS.labels("unreadable").inc()
         loop = asyncio.get_running_loop()
