@@ -97,11 +97,17 @@ class Inspector:
         header the front door does not pass on): the front door sends nothing more on it."""
         self.draining = True
 
-    def request(self, flow: http.HTTPFlow) -> None:
-        if flow.response or flow.error or not flow.live:
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        """Counted from its headers on (before its body is read): a stopping gateway waits for
+        it too. Every flow counted here ends in `response` or `error`."""
+        if not flow.live or COUNTED in flow.metadata:
             return
         self.in_flight += 1
         flow.metadata[COUNTED] = True
+
+    def request(self, flow: http.HTTPFlow) -> None:
+        if flow.response or flow.error or not flow.live:
+            return
         request = flow.request
         raw = request.data.path
         path, _, query = raw.partition(b"?")

@@ -25,6 +25,7 @@ from newcore.adapters.ops import InLoopServer
 from newcore.errors import Unavailable
 
 Starter = Callable[[], Awaitable[None]]
+GRACE_S = 0.5
 
 
 def lean_master(upstream: str, listen_host: str, port: int, ours: Sequence[Any]) -> Master:
@@ -124,6 +125,9 @@ class GatewayProcess:
             update(server=False)  # the listener closes; connections under way go on
             drain()
             deadline = time.monotonic() + bound_s
+            # A connection accepted just before the listener closed may not have sent its
+            # headers yet (nothing counted): a moment for it before counting.
+            await asyncio.sleep(min(GRACE_S, bound_s))
             while in_flight() > 0 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             self._log.info("gateway drained", extra={"left_in_flight": in_flight()})

@@ -27,11 +27,15 @@ TOKEN = "gateway-test-admin-token-0123"
 SLOW_S = 2.0
 
 
+RECEIVED = threading.Event()
+
+
 class SlowMonolith(BaseHTTPRequestHandler):
     """Answers every request after SLOW_S, as a monolith busy with a heavy page would."""
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", 0)))
+        RECEIVED.set()
         time.sleep(SLOW_S)
         body = b'{"message_id": "7"}'
         self.send_response(200)
@@ -80,18 +84,22 @@ def test_a_stop_lets_the_requests_under_way_finish_and_refuses_new_ones(
         try:
             gateway.eventually(lambda: gateway.ops("/healthz")[0] == 200, "healthy")
             port = int(env["MIG_GATEWAY_PORT"])
-            answers: list[tuple[int, bytes]] = []
+            answers: list[tuple[int, bytes] | Exception] = []
 
             def post() -> None:
-                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                connection.request("POST", "/v2/rooms/1/messages", body=b"body=slow",
-                                   headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
-                answer = connection.getresponse()
-                answers.append((answer.status, answer.read()))
+                try:
+                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                    connection.request("POST", "/v2/rooms/1/messages", body=b"body=slow",
+                                       headers={"content-type": "application/x-www-form-urlencoded"})  # fmt: skip
+                    answer = connection.getresponse()
+                    answers.append((answer.status, answer.read()))
+                except Exception as exc:
+                    answers.append(exc)
 
+            RECEIVED.clear()
             client = threading.Thread(target=post)
             client.start()
-            time.sleep(0.5)  # the request is with the monolith now
+            assert RECEIVED.wait(30), f"the request never reached the monolith: {answers}"
             assert gateway.process is not None
             gateway.process.terminate()
             deadline = time.monotonic() + 10

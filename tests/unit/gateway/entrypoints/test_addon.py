@@ -260,3 +260,24 @@ def test_account_look_ups_are_one_per_token_and_bounded() -> None:
 
     with taddons.context():
         asyncio.run(go())
+
+
+def test_requests_under_way_are_counted_from_their_headers_to_their_end() -> None:
+    """What a stopping gateway waits for."""
+    inspector = Inspector(phases({}))
+    answered_flow = flow("GET", "/v2/me", 200, b"{}")
+    failed_flow = flow("GET", "/v2/me", 200, b"{}")
+    for f in (answered_flow, failed_flow):
+        inspector.requestheaders(f)
+        inspector.requestheaders(f)  # a hook seen twice counts once
+        inspector.request(f)
+    assert inspector.in_flight == 2
+    inspector.response(answered(answered_flow))
+    inspector.error(failed_flow)
+    assert inspector.in_flight == 0
+    inspector.drain()
+    drained = flow("GET", "/v2/me", 200, b"{}")
+    inspector.requestheaders(drained)
+    inspector.request(drained)
+    inspector.response(answered(drained))
+    assert drained.response is not None and drained.response.headers["connection"] == "close"
