@@ -25,6 +25,9 @@ TOKEN = "a" * 40
 
 
 class Directory:
+    """The account directory as far as the gateway asks it: tokens (it never asks membership
+    or profiles: those are the Read API's)."""
+
     def __init__(self, accounts: dict[str, int]) -> None:
         self.accounts = accounts
         self.asked = 0
@@ -34,10 +37,10 @@ class Directory:
         return self.accounts.get(token)
 
     def access(self, room_id: int, account_id: int) -> str:
-        raise NotImplementedError
+        return "member"
 
     def profiles(self, account_ids: Any) -> dict[int, Any]:
-        raise NotImplementedError
+        return {}
 
 
 class Reads:
