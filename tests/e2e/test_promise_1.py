@@ -13,7 +13,7 @@ message written meanwhile is in the read model.
 The budget, per phase, measured on the client's side:
 - added latency: per read, the time through the front door less the time of the same read made
   straight at the monolith right after it (the pair shares the machine's load of that moment);
-  its p99 in each phase where a part is down or coming back may exceed the p99 of the steady
+  its p99 over at least 60 such pairs in each phase where a part is down or coming back may exceed the p99 of the steady
   phase (everything up) by at most 50 ms: a failure does not slow the clients. Phases in which
   the test starts a Python process again (the binlog source, the Read API, the gateway) share
   this machine's two cores with that start and are held to the max bound only;
@@ -56,6 +56,8 @@ pytestmark = pytest.mark.services
 ADDED_P99_BUDGET_S = 0.050
 MAX_BUDGET_S = 1.0
 OUTAGE_S = 5.0
+# Paired reads each judged phase lasts for (its p99 is then not just its slowest read).
+MEASURED_READS = 60
 # Phases in which the rig starts a Python process on the same two cores as the gateway (in
 # production it runs elsewhere): CPU the gateway does not get. Held to the max bound only.
 STARTING = ("binlog source restarting", "read api restarting", "read api warming", "gateway back")
@@ -211,14 +213,14 @@ def test_no_failure_of_the_new_side_reaches_a_client_and_no_write_is_lost(
     kill_window: tuple[float, float] = (0.0, 0.0)
     try:
         traffic.enter("steady", world.gateway)
-        traffic.hold(OUTAGE_S, reads=40)
+        traffic.hold(OUTAGE_S, reads=MEASURED_READS)
 
         # Kafka cut off from the gateway. The binlog source is stopped too, so that what the
         # read model gets of these writes it gets through the gateway's spool alone.
         traffic.enter("kafka cut off from the gateway", world.gateway)
         world.binlog.stop()
         world.kafka_relay.cut()
-        traffic.hold(OUTAGE_S)
+        traffic.hold(OUTAGE_S, reads=MEASURED_READS)
         assert ops.spool_pending() > 0, "the gateway's hints did not wait in its spool"
         traffic.enter("kafka back", world.gateway)
         world.kafka_relay.start()
@@ -233,21 +235,23 @@ def test_no_failure_of_the_new_side_reaches_a_client_and_no_write_is_lost(
                         ),
                         f"message {message} posted while Kafka was cut off, from the spool",
                     )
+        traffic.hold(0, reads=MEASURED_READS)
         traffic.enter("binlog source restarting", world.gateway)
         world.binlog.start()
         world.until_healthy(world.binlog)
 
         traffic.enter("hbase cut off from the read api", world.gateway)
         world.hbase_relay.cut()
-        traffic.hold(OUTAGE_S)
+        traffic.hold(OUTAGE_S, reads=MEASURED_READS)
         traffic.enter("hbase back", world.gateway)
         world.hbase_relay.start()
         same = ops.comparisons(outcome="same")
         world.until(lambda: ops.comparisons(outcome="same") > same + 2, "comparisons same again")
+        traffic.hold(0, reads=MEASURED_READS)
 
         traffic.enter("read api stopped", world.gateway)
         world.read_api.stop()
-        traffic.hold(OUTAGE_S)
+        traffic.hold(OUTAGE_S, reads=MEASURED_READS)
         traffic.enter("read api restarting", world.gateway)
         world.read_api.start()
         world.until_healthy(world.read_api)
@@ -256,20 +260,20 @@ def test_no_failure_of_the_new_side_reaches_a_client_and_no_write_is_lost(
         traffic.enter("read api warming", world.gateway)
         traffic.hold(2)
         traffic.enter("read api back", world.gateway)
-        traffic.hold(2, reads=10)
+        traffic.hold(2, reads=MEASURED_READS)
 
         traffic.enter("gateway killed", world.gateway)
         killed_at = time.monotonic()
         world.gateway.kill9()
         kill_window = (killed_at, time.monotonic())
-        traffic.hold(OUTAGE_S)
+        traffic.hold(OUTAGE_S, reads=MEASURED_READS)
         traffic.enter("gateway back", world.gateway)
         world.gateway.start()
         world.until_healthy(world.gateway)
         seen = ops.requests_seen()
         world.until(lambda: ops.requests_seen() > seen + 10, "the restarted gateway inspecting")
         traffic.enter("all back", world.gateway)
-        traffic.hold(2)
+        traffic.hold(2, reads=MEASURED_READS)
     finally:
         traffic.enter("end", world.gateway)
         traffic.stop()
@@ -333,7 +337,8 @@ def test_no_failure_of_the_new_side_reaches_a_client_and_no_write_is_lost(
         if phase in OUTAGES and figures["reads compared"] < 20:
             over.append(f"{phase}: only {figures['reads compared']} reads compared")
         added = figures["added p99 ms"]
-        enough = figures["reads compared"] >= 10  # else no p99 to speak of
+        # A p99 over fewer reads is their maximum: phases are compared like with like.
+        enough = figures["reads compared"] >= MEASURED_READS
         judged = phase != "steady" and phase not in STARTING and enough
         if judged and added > steady + ADDED_P99_BUDGET_S * 1000:
             over.append(f"{phase}: added p99 {added} ms > steady {steady} ms + 50 ms")
