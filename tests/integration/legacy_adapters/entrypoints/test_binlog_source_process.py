@@ -33,6 +33,12 @@ from tests.support.stack import REPO, Stack, require_port
 PARTITIONS = 4
 ROOT = REPO
 
+# The share of one core the source may use while it waits for Kafka: a busy loop takes all of
+# it; waiting with backoff costs a new producer per try (up to 2 s apart), measured 0.35-0.75 s
+# in 3 s on this machine, before issue 12's changes as after (the former bounds, 0.2 of a core,
+# failed now and then on both).
+WAITING_SHARE = 0.4
+
 
 @dataclass
 class Setup:
@@ -246,7 +252,7 @@ def test_a_kafka_outage_rewinds_to_the_checkpoint_without_busy_looping_or_duplic
     assert "kafka unavailable" in str(setup.health()["problem"])
     spent = source.cpu_seconds()
     time.sleep(5)
-    assert source.cpu_seconds() - spent < 1.0, "busy while waiting for Kafka"
+    assert source.cpu_seconds() - spent < WAITING_SHARE * 5, "busy while waiting for Kafka"
     assert source.alive and setup.hints_seen() == [MessageHint(room, 1)]
 
     kafka_relay.start()
@@ -270,7 +276,7 @@ def test_kafka_down_at_start_is_waited_for(setup: Setup, stack: Stack, kafka_rel
     )
     spent = source.cpu_seconds()
     time.sleep(3)
-    assert source.cpu_seconds() - spent < 0.6, "busy while waiting for Kafka"
+    assert source.cpu_seconds() - spent < WAITING_SHARE * 3, "busy while waiting for Kafka"
     kafka_relay.start()
     source.eventually(lambda: setup.health().get("ok") is True, "reading the binlog")
     setup.arrange.put(row(room, 1))
