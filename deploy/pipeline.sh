@@ -30,6 +30,12 @@ declare -A COMMAND=([binlog-source]=chat-binlog-source [capturer]=chat-capturer 
   [read-api]=chat-read-api [gateway]=chat-gateway)
 declare -A OPS_PORT=([binlog-source]=$BINLOG_OPS_PORT [capturer]=$CAPTURER_OPS_PORT [updater]=$UPDATER_OPS_PORT
   [read-api]=$READ_API_PORT [gateway]=$GATEWAY_ADMIN_PORT)
+# The new side runs below the serving path's CPU priority: on shared cores its catch-up after an
+# outage (or a backfill) yields to the gateway, which clients wait on (promise 1). `nice` execs
+# the program, so supervisord still signals the program itself.
+NEW_SIDE_NICE=10
+declare -A NICE=([binlog-source]=$NEW_SIDE_NICE [capturer]=$NEW_SIDE_NICE [updater]=$NEW_SIDE_NICE
+  [read-api]=$NEW_SIDE_NICE [gateway]=0)
 # The gateway lets the requests under way finish when it stops (MIG_GATEWAY_DRAIN_S, 65 s).
 declare -A STOP_WAIT=([gateway]=75)
 # The gateway's admin token: MIG_GATEWAY_ADMIN_TOKEN, or one made once for this machine and kept
@@ -42,7 +48,7 @@ program_section() {  # name
   cat <<EOF
 
 [program:$1]
-command=$VENV_DIR/bin/${COMMAND[$1]}
+command=nice -n ${NICE[$1]} $VENV_DIR/bin/${COMMAND[$1]}
 directory=$PROJECT_DIR
 autostart=true
 ; Restarted when it dies (a kill, exit 1 or 4); not for what an operator must fix: a bad

@@ -10,13 +10,17 @@ right after; a post answers 200 with an id the monolith holds), no 5xx comes fro
 latency stays within the budget below. When each part is back the spool drains and every
 message written meanwhile is in the read model.
 
-The budget, per phase, measured on the client's side:
+The budget, measured on the client's side:
 - added latency: per read, the time through the front door less the time of the same read made
-  straight at the monolith right after it (the pair shares the machine's load of that moment);
-  its p99 over at least 60 such pairs in each phase where a part is down or coming back may exceed the p99 of the steady
-  phase (everything up) by at most 50 ms: a failure does not slow the clients. Phases in which
-  the test starts a Python process again (the binlog source, the Read API, the gateway) share
-  this machine's two cores with that start and are held to the max bound only;
+  straight at the monolith right after it (the pair shares the machine's load of that moment).
+  Over every phase where a part is down or coming back, pooled (hundreds of pairs), its p99 may
+  exceed the p99 of the steady phase (everything up, at least 200 pairs) by at most 50 ms; and
+  in each such phase (at least 60 pairs) its median may exceed the steady median by at most
+  50 ms: a failure does not slow the clients. A p99 is judged over hundreds of pairs only: over
+  sixty it is one read, and one read on two shared cores is whatever the JVMs beside it did in
+  that millisecond (CI failed on it once, with the steady phase's own p99 at 138 ms). Phases in
+  which the test starts a Python process again (the binlog source, the Read API, the gateway)
+  share this machine's two cores with that start and are held to the max bound only;
 - max <= 1 s: any request through the front door, in every phase, the gateway's kill -9
   included.
 What the gateway adds when all is well is reported, not asserted here (bench/ measures it
@@ -53,11 +57,13 @@ from tests.support.stack import Stack
 
 pytestmark = pytest.mark.services
 
-ADDED_P99_BUDGET_S = 0.050
+ADDED_BUDGET_S = 0.050
 MAX_BUDGET_S = 1.0
 OUTAGE_S = 5.0
 # Paired reads each judged phase lasts for (its p99 is then not just its slowest read).
 MEASURED_READS = 60
+# Paired reads of the steady phase, the reference (a p99 over fewer is a maximum).
+STEADY_READS = 200
 # Phases in which the rig starts a Python process on the same two cores as the gateway (in
 # production it runs elsewhere): CPU the gateway does not get. Held to the max bound only.
 STARTING = ("binlog source restarting", "read api restarting", "read api warming", "gateway back")
@@ -149,6 +155,12 @@ class Traffic:
         self.cpu.append((phase, time.monotonic(), gateway.cpu_seconds() if gateway.alive else None))
         self.phase = phase
 
+    def added(self, phase: str) -> list[float]:
+        """Per paired read of the phase: seconds through the front door less seconds direct."""
+        return [
+            e.through.seconds - e.direct.seconds for e in self.during(phase) if e.direct is not None
+        ]
+
     def hold(self, seconds: float, reads: int = 20) -> None:
         """The current phase lasts `seconds`, and until `reads` reads were compared in it (a
         loaded machine serves fewer), at most a minute."""
@@ -213,7 +225,7 @@ def test_no_failure_of_the_new_side_reaches_a_client_and_no_write_is_lost(
     kill_window: tuple[float, float] = (0.0, 0.0)
     try:
         traffic.enter("steady", world.gateway)
-        traffic.hold(OUTAGE_S, reads=MEASURED_READS)
+        traffic.hold(OUTAGE_S, reads=STEADY_READS)
 
         # Kafka cut off from the gateway. The binlog source is stopped too, so that what the
         # read model gets of these writes it gets through the gateway's spool alone.
@@ -331,17 +343,30 @@ def test_no_failure_of_the_new_side_reaches_a_client_and_no_write_is_lost(
     assert posted_during >= 100, posted_during
 
     # The latency budget, last: every other promise is checked whatever the machine's load.
-    steady = report["steady"]["added p99 ms"]
+    steady = traffic.added("steady")
     over: list[str] = []
+    judged: list[float] = []
     for phase, figures in report.items():
         if phase in OUTAGES and figures["reads compared"] < 20:
             over.append(f"{phase}: only {figures['reads compared']} reads compared")
-        added = figures["added p99 ms"]
-        # A p99 over fewer reads is their maximum: phases are compared like with like.
-        enough = figures["reads compared"] >= MEASURED_READS
-        judged = phase != "steady" and phase not in STARTING and enough
-        if judged and added > steady + ADDED_P99_BUDGET_S * 1000:
-            over.append(f"{phase}: added p99 {added} ms > steady {steady} ms + 50 ms")
         if figures["max ms (any request)"] > MAX_BUDGET_S * 1000:
             over.append(f"{phase}: a request took {figures['max ms (any request)']} ms > 1 s")
+        if phase == "steady" or phase in STARTING or phase == "end":
+            continue
+        added = traffic.added(phase)
+        if len(added) < MEASURED_READS:
+            continue
+        judged += added
+        if statistics.median(added) > statistics.median(steady) + ADDED_BUDGET_S:
+            over.append(
+                f"{phase}: added median {ms(statistics.median(added))} ms > steady "
+                f"{ms(statistics.median(steady))} ms + 50 ms"
+            )
+    assert len(steady) >= STEADY_READS, len(steady)
+    assert len(judged) >= 5 * MEASURED_READS, len(judged)
+    if p99(judged) > p99(steady) + ADDED_BUDGET_S:
+        over.append(
+            f"phases with a part down or back ({len(judged)} reads): added p99 "
+            f"{ms(p99(judged))} ms > steady {ms(p99(steady))} ms + 50 ms"
+        )
     assert over == [], "over the latency budget:\n" + "\n".join(over)

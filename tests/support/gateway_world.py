@@ -58,6 +58,8 @@ from tests.support.stack import REPO, Stack, require_port
 
 PARTITIONS = 4
 ADMIN_TOKEN = "e2e-admin-token-" + "0123456789abcdef"
+# deploy/pipeline.sh's NEW_SIDE_NICE.
+NEW_SIDE_NICE = 10
 CONTROL_DB_BASE = os.environ.get("MIG_CONTROL_DB_NAME", "migration_control")
 
 
@@ -215,12 +217,16 @@ class GatewayWorld:
             port = self.admin_port if ops_variable is None else free_port()
             if ops_variable is not None:
                 service_env = {**service_env, ops_variable: str(port)}
-            return Service(module, service_env, logs, port)
+            # The serving path (the gateway) at the normal priority, the new side below it, as
+            # deploy/pipeline.sh runs them: its catch-up after an outage yields the cores.
+            nice = 0 if ops_variable is None else NEW_SIDE_NICE
+            return Service(module, service_env, logs, port, nice=nice)
 
         self.gateway = service("gateway.entrypoints.gateway", gateway_env, None)
         self.read_api = Service(
-            "newcore.entrypoints.read_api", read_api_env, logs, self.read_api_port
-        )
+            "newcore.entrypoints.read_api", read_api_env, logs, self.read_api_port,
+            nice=NEW_SIDE_NICE,
+        )  # fmt: skip
         self.binlog = service(
             "legacy_adapters.entrypoints.binlog_source", env, "MIG_BINLOG_OPS_PORT"
         )

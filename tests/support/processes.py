@@ -30,8 +30,11 @@ class Service:
     """`python -m <module>` with the given environment; its output goes to a file (a pipe
     nobody reads would block a chatty process)."""
 
-    def __init__(self, module: str, env: dict[str, str], log_dir: Path, ops_port: int) -> None:
+    def __init__(
+        self, module: str, env: dict[str, str], log_dir: Path, ops_port: int, nice: int = 0
+    ) -> None:
         self.module = module
+        self.nice = nice
         self.ops_port = ops_port
         self._env = env
         self._log_dir = log_dir
@@ -44,10 +47,15 @@ class Service:
         self._log_path = self._log_dir / f"{self.module.rsplit('.', 1)[-1]}-{self._runs}.log"
         with self._log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", self.module], env={**self._env, **overrides},
+                [*self._niced(), sys.executable, "-m", self.module],
+                env={**self._env, **overrides},
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
         return self
+
+    def _niced(self) -> list[str]:
+        """`nice` execs the program: the pid is still the Python process's."""
+        return ["nice", "-n", str(self.nice)] if self.nice else []
 
     @property
     def alive(self) -> bool:
