@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Protocol
 
+from gateway.domain.jobs import JobControl, JobReport, JobState
 from gateway.domain.phases import (
     ControlSnapshot,
     KillSwitch,
@@ -28,6 +29,7 @@ from newcore.errors import MonolithUnavailable
 __all__ = [
     "ControlStoreMisconfigured",
     "ControlStoreUnavailable",
+    "JobBoard",
     "MonolithUnavailable",
     "PhaseStore",
     "RoomCatalog",
@@ -150,4 +152,46 @@ class RoomCatalog(Protocol):
     def exists(self, room_ids: Sequence[int]) -> set[int]:
         """The ids among `room_ids` that are rooms of the monolith. ValueError for an id that
         cannot be a room id (outside 1..2^32-1)."""
+        ...
+
+
+class JobBoard(Protocol):
+    """Operator controls of the migrator's long jobs and their heartbeats, in the control store
+    (`gateway/domain/jobs.py`): the CLI and the admin API write controls, a running job reads
+    its control about once a second and writes its report.
+
+    Errors as `PhaseStore`'s: ControlStoreUnavailable, ControlStoreMisconfigured; bad input (a
+    job name, a rate, who, why) raises ValueError before anything is read or changed.
+    """
+
+    def control(self, job: str) -> JobControl:
+        """The job's control as last set; `JobControl.default(job)` if never set."""
+        ...
+
+    def set_control(
+        self,
+        job: str,
+        who: str,
+        why: str,
+        *,
+        state: JobState | None = None,
+        rate: float | None = None,
+        clear_rate: bool = False,
+    ) -> JobControl:
+        """Changes the job's state and/or rate (None: unchanged; `clear_rate`: back to the job's
+        own rate), recording who, why and when (the server's clock); returns the control as it
+        is now. A job need not exist or run to be controlled (pause before start is allowed)."""
+        ...
+
+    def controls(self) -> list[JobControl]:
+        """Every job ever controlled, by name."""
+        ...
+
+    def report(self, job: str, kind: str, detail: str) -> None:
+        """The job's heartbeat: `detail` (its own JSON text, at most 60 000 characters) replaces
+        the previous one, stamped now."""
+        ...
+
+    def reports(self) -> list[JobReport]:
+        """Every job's last heartbeat, by name."""
         ...

@@ -1,0 +1,98 @@
+"""Operator controls of the migrator's long jobs (backfill, repair), kept in the control store
+so that the CLI and the gateway's admin API change a running job the same way (issue 13).
+
+A job polls its control about once a second and obeys: `run` at `rate` messages per second
+(None: the job's own setting), `pause` (sends nothing more, keeps its place, waits), `panic`
+(stops at once: nothing more is sent, the checkpoint stays where it is, the process exits
+non-zero saying who pressed it and why; the job resumes from its checkpoint only after the
+control is set back to `run`). Every change says who and why, like a phase move.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from gateway.domain.phases import check_who, check_why
+
+JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+RATE_MAX = 10_000_000.0
+
+
+class JobState(StrEnum):
+    RUN = "run"
+    PAUSE = "pause"
+    PANIC = "panic"
+
+
+@dataclass(frozen=True, slots=True)
+class JobControl:
+    """What operators last asked of a job. A job never controlled is `JobControl.default(job)`:
+    run at its own rate, nobody asked anything."""
+
+    job: str
+    state: JobState
+    rate: float | None = None  # messages per second; None: the job's own setting
+    who: str | None = None
+    why: str | None = None
+    at: datetime | None = None
+
+    @classmethod
+    def default(cls, job: str) -> JobControl:
+        return cls(check_job_name(job), JobState.RUN)
+
+
+@dataclass(frozen=True, slots=True)
+class JobReport:
+    """What a running job last said about itself (its heartbeat): shown by `chat-migrate
+    status` and the admin API. `detail` is the job's own JSON text (progress, rate, health)."""
+
+    job: str
+    kind: str
+    detail: str
+    at: datetime
+
+
+def check_job_name(job: object) -> str:
+    """A job's name: lower-case letters, digits, `_`, `.`, `-`, 1..64 characters, starting with
+    a letter or digit. ValueError saying so otherwise."""
+    if not isinstance(job, str) or not JOB_NAME.fullmatch(job):
+        raise ValueError(
+            f"a job name is 1..64 of a-z 0-9 _ . - starting with a letter or digit, got {job!r}"
+        )
+    return job
+
+
+def check_rate(rate: object) -> float | None:
+    """A rate in messages per second: a number above 0 and at most 10 million, or None (the
+    job's own setting). ValueError saying so otherwise."""
+    if rate is None:
+        return None
+    if isinstance(rate, bool) or not isinstance(rate, int | float):
+        raise ValueError(f"a rate is a number of messages per second, got {rate!r}")
+    value = float(rate)
+    if not 0 < value <= RATE_MAX:
+        raise ValueError(f"a rate is above 0 and at most {RATE_MAX:.0f} messages/s, got {rate!r}")
+    return value
+
+
+def check_state(state: object) -> JobState:
+    try:
+        return JobState(str(state))
+    except ValueError:
+        known = ", ".join(s.value for s in JobState)
+        raise ValueError(f"a job state is one of {known}, got {state!r}") from None
+
+
+__all__ = [
+    "JobControl",
+    "JobReport",
+    "JobState",
+    "check_job_name",
+    "check_rate",
+    "check_state",
+    "check_who",
+    "check_why",
+]

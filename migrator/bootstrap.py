@@ -1,0 +1,47 @@
+"""The migrator's composition root: the only place that wires real adapters into the jobs of
+`chat-migrate`. Nothing connects here: a job connects when it runs (and a service that is down
+is an `Unavailable` the CLI reports with what to do).
+
+`Parts` holds what every command shares (the control store, the monolith's engine); each job
+has its own function below that builds its service from them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+
+from gateway.adapters.mariadb.control_schema import control_engine, ensure_schema
+from gateway.adapters.mariadb.phase_store import MariaDbPhaseStore
+from gateway.adapters.mariadb.room_catalog import MariaDbRoomCatalog
+from legacy_adapters.adapters.mariadb.engine import make_engine
+from migrator.settings import MigratorSettings
+
+
+@dataclass
+class Parts:
+    """What every command of `chat-migrate` shares: built once per command, closed at its end."""
+
+    settings: MigratorSettings
+    monolith: Engine  # the monolith's database (read-only use)
+    control: Engine  # the control store's database
+    phases: MariaDbPhaseStore
+    catalog: MariaDbRoomCatalog
+
+
+@contextmanager
+def parts(settings: MigratorSettings) -> Iterator[Parts]:
+    """The shared parts; the control store's schema is ensured on first use (idempotent)."""
+    monolith = make_engine(settings.database, pool_size=4)
+    control = control_engine(settings.database, settings.control.db_name, pool_size=2)
+    try:
+        ensure_schema(control)
+        yield Parts(
+            settings, monolith, control, MariaDbPhaseStore(control), MariaDbRoomCatalog(monolith)
+        )
+    finally:
+        monolith.dispose()
+        control.dispose()
