@@ -18,7 +18,11 @@ from gateway.adapters.mariadb.control_schema import control_engine, ensure_schem
 from gateway.adapters.mariadb.phase_store import MariaDbPhaseStore
 from gateway.adapters.mariadb.room_catalog import MariaDbRoomCatalog
 from legacy_adapters.adapters.mariadb.engine import make_engine
+from legacy_adapters.adapters.mariadb.monolith_reader import MariaDbMonolithReader
 from migrator.settings import MigratorSettings
+from newcore.adapters.hbase.read_store import HBaseReadStore
+from newcore.adapters.kafka.event_log import KafkaEventLog
+from newcore.ports import EventLog, MonolithReader, ReadStore
 
 
 @dataclass
@@ -45,3 +49,22 @@ def parts(settings: MigratorSettings) -> Iterator[Parts]:
     finally:
         monolith.dispose()
         control.dispose()
+
+
+# -- the new core, as the jobs see it: the one place that picks its engine ------------------
+
+
+def hints_log(settings: MigratorSettings) -> EventLog:
+    """The hints topic, where backfill and repair append (the same pipe as live writes)."""
+    t = settings.topics
+    return KafkaEventLog(settings.kafka, t.hints, t.partitions, append_timeout_ms=30_000)
+
+
+def read_store(settings: MigratorSettings) -> ReadStore:
+    """The read model, read-only use (parity, the backfill's "visible" check)."""
+    return HBaseReadStore(settings.hbase)
+
+
+def monolith_reader(shared: Parts) -> MonolithReader:
+    """The monolith's rows translated exactly as the capturer translates them."""
+    return MariaDbMonolithReader(shared.monolith)
