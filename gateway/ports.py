@@ -180,7 +180,12 @@ class JobBoard(Protocol):
     ) -> JobControl:
         """Changes the job's state and/or rate (None: unchanged; `clear_rate`: back to the job's
         own rate), recording who, why and when (the server's clock); returns the control as it
-        is now. A job need not exist or run to be controlled (pause before start is allowed)."""
+        is now. A job need not exist or run to be controlled (pause before start is allowed).
+
+        One atomic change of one row: concurrent writers never lose each other's part (one
+        pauses while another sets the rate: the job ends paused at that rate). Setting what is
+        already set records the new who, why and time. ValueError, nothing changed, when
+        nothing is asked (no state, no rate, no clear_rate) or a rate comes with clear_rate."""
         ...
 
     def controls(self) -> list[JobControl]:
@@ -189,7 +194,8 @@ class JobBoard(Protocol):
 
     def report(self, job: str, kind: str, detail: str) -> None:
         """The job's heartbeat: `detail` (its own JSON text, at most 60 000 characters) replaces
-        the previous one, stamped now."""
+        the previous one, stamped now (the server's clock). `kind` says what the job is
+        (`check_job_kind`: `backfill`, `repair`). A report never changes the job's control."""
         ...
 
     def reports(self) -> list[JobReport]:
