@@ -8,12 +8,14 @@ loop calls them through `asyncio.to_thread`, never on the request path.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Protocol
 
 from gateway.domain.jobs import JobControl, JobReport, JobState
 from gateway.domain.phases import (
+    PARITY_MAX_AGE_S,
     ControlSnapshot,
+    Direction,
     KillSwitch,
     MoveReport,
     Phase,
@@ -21,6 +23,7 @@ from gateway.domain.phases import (
     RoomRecord,
     Transition,
 )
+from gateway.domain.shadow_record import ShadowCounts, ShadowTally
 
 # Each port's errors (gateway/errors.py, newcore/errors.py), named here beside the port.
 from gateway.errors import ControlStoreMisconfigured, ControlStoreUnavailable
@@ -84,9 +87,13 @@ class PhaseStore(Protocol):
         why: str,
         *,
         dry_run: bool = False,
+        direction: Direction | None = None,
+        parity_max_age_s: float = PARITY_MAX_AGE_S,
     ) -> MoveReport:
         """Moves each room to `to` where its guard allows (`phases.guard`, judged on the room's
-        record as it is when the move holds its lock).
+        record as it is when the move holds its lock, with its shadow record
+        (`shadow_records`) for new_primary, `direction` (None: either way) and the parity's
+        maximum age `parity_max_age_s`, at the store's time).
 
         All the allowed moves, their transitions (who, why, one time for all) and one revision
         bump are committed in one transaction, or nothing is. Concurrent movers never lose an
@@ -116,6 +123,26 @@ class PhaseStore(Protocol):
 
     def timeline(self, room_id: int, limit: int) -> list[Transition]:
         """The last `limit` phase changes of the room, newest first; [] if none."""
+        ...
+
+    def recent_transitions(self, limit: int) -> list[Transition]:
+        """The last `limit` phase changes of any room, newest first (the operators' last
+        actions, `chat-migrate status`); [] if none. The transitions of one move share its
+        time; among them, the room recorded last comes first."""
+        ...
+
+    def record_shadow(self, counts: Mapping[int, ShadowCounts]) -> None:
+        """Adds a batch of shadow comparisons, by room, to the rooms' shadow records
+        (`gateway/domain/shadow_record.py`), stamping each outcome counted with the store's
+        time now. One transaction for the batch. Unlike every other change it does not bump
+        the revision (the gateways poll the revision to reload their routing; a record routes
+        nothing). A room needs no phase row to have a record. An empty batch, or counts of
+        zero, change nothing. ValueError for a bad room id, before anything is changed."""
+        ...
+
+    def shadow_records(self, room_ids: Iterable[int]) -> dict[int, ShadowTally]:
+        """The shadow records of the rooms among `room_ids` that have one (a room never
+        recorded is absent: `ShadowTally.absent`)."""
         ...
 
     def marks(self, room_id: int, limit: int) -> list[RoomMark]:

@@ -16,8 +16,10 @@ import math
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
+
+from gateway.domain.shadow_record import ShadowCounts, ShadowTally, why_not_clean
 
 
 class Phase(StrEnum):
@@ -42,6 +44,9 @@ WHO_MAX = 100  # characters; the control store's columns are this wide
 WHY_MAX = 1000
 POSITIONS_MAX = 1000
 BUCKETS = 10_000  # a percentage has a resolution of 0.01 %
+# A clean parity older than this does not let a room past shadow_read (the migrator passes its
+# MIG_PARITY_MAX_AGE_S; a move that names none, such as the admin API's, judges with this).
+PARITY_MAX_AGE_S = 24 * 3600.0
 
 
 def rank(phase: Phase) -> int:
@@ -94,6 +99,16 @@ class Transition:
     who: str
     why: str
     at: datetime
+
+
+class Direction(StrEnum):
+    """Which way a move may go, when the asker says so: `chat-migrate cutover` only forward,
+    `rollback` only back. A room the move would take the other way is refused, judged under the
+    move's lock (so a room another operator moved meanwhile is never rolled back by a cutover).
+    A move without a direction (the admin API's) goes either way."""
+
+    FORWARD = "forward"
+    BACK = "back"
 
 
 class MarkKind(StrEnum):
@@ -177,21 +192,44 @@ class MoveReport:
 # -- guards --------------------------------------------------------------------------------
 
 
-def guard(record: RoomRecord, to: Phase) -> str | None:
+def guard(
+    record: RoomRecord,
+    to: Phase,
+    *,
+    direction: Direction | None = None,
+    shadow: ShadowTally | None = None,
+    now: datetime | None = None,
+    parity_max_age_s: float = PARITY_MAX_AGE_S,
+) -> str | None:
     """Why the room cannot move to `to` now, or None when nothing stands in the way.
 
     The rules (gateway/README.md): forward one step at a time; legacy -> dual_write always;
     dual_write -> shadow_read needs the room's backfill done; shadow_read -> new_primary needs
-    a clean parity and is refused in this version anyway (new_primary is not built); new_only
-    is final. Back to any earlier phase always (rollback), except from new_only. A move to the
-    phase the room is in passes (None): the caller reports it unchanged, not as a move.
+    a clean parity check younger than `parity_max_age_s` at `now` (default: the clock) and a
+    clean shadow record (`shadow`, the room's; `shadow_record.why_not_clean`), and is refused
+    in this version anyway (new_primary is not built): the reason names every condition still
+    missing. new_only is final. Back to any earlier phase always (rollback), except from
+    new_only. `direction`: a move the other way is refused, saying which command does it. A
+    move to the phase the room is in passes (None): the caller reports it unchanged, not as a
+    move.
     """
     here = record.phase
     if to == here:
         return None
     if here == Phase.NEW_ONLY:
         return "new_only is final: leaving it is a new migration, not a rollback"
-    if rank(to) < rank(here):
+    back = rank(to) < rank(here)
+    if direction == Direction.FORWARD and back:
+        return (
+            f"the room is in {here}, and {to} is behind it: a cutover only moves forward; "
+            f"roll it back with `chat-migrate rollback ... --to {to}`"
+        )
+    if direction == Direction.BACK and not back:
+        return (
+            f"the room is in {here}, and {to} is ahead of it: a rollback only moves back; "
+            f"move it forward with `chat-migrate cutover ... --to {to}`"
+        )
+    if back:
         return None
     step = ORDER[rank(here) + 1]
     if to != step:
@@ -199,35 +237,93 @@ def guard(record: RoomRecord, to: Phase) -> str | None:
     if to == Phase.SHADOW_READ and record.backfilled_at is None:
         return "shadow_read needs the room's backfill done, and none is recorded"
     if to == Phase.NEW_PRIMARY:
-        parity = (
-            "none is recorded"
-            if record.parity_clean_at is None
-            else f"the last one ran at {record.parity_clean_at.isoformat()}"
+        missing = [
+            reason
+            for reason in (
+                _why_parity_not_recent(record, now or datetime.now(UTC), parity_max_age_s),
+                why_not_clean(shadow, record.changed_at),
+            )
+            if reason is not None
+        ]
+        needs = (
+            "it would also need " + "; and ".join(missing)
+            if missing
+            else "its conditions are met (a recent clean parity check, a clean shadow record)"
         )
+        return f"new_primary is not built in this version; {needs}"
+    return None
+
+
+def _why_parity_not_recent(record: RoomRecord, now: datetime, max_age_s: float) -> str | None:
+    wanted = f"a clean parity check of the room within {_duration(max_age_s)}"
+    if record.parity_clean_at is None:
+        return f"{wanted} (none is recorded)"
+    age = (now - record.parity_clean_at).total_seconds()
+    if age > max_age_s:
         return (
-            "new_primary is not built in this version; it would also need a clean parity "
-            f"check of the room ({parity})"
+            f"{wanted} (the last one ran at {record.parity_clean_at.isoformat()}, "
+            f"{_duration(age)} ago)"
         )
     return None
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 2 * 3600:
+        return f"{seconds / 3600:g} h" if seconds % 3600 == 0 else f"{seconds / 3600:.1f} h"
+    if seconds >= 120:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
 def plan_move(
-    records: Sequence[RoomRecord], to: Phase, who: str, why: str, at: datetime
+    records: Sequence[RoomRecord],
+    to: Phase,
+    who: str,
+    why: str,
+    at: datetime,
+    *,
+    direction: Direction | None = None,
+    shadows: Mapping[int, ShadowTally] | None = None,
+    parity_max_age_s: float = PARITY_MAX_AGE_S,
 ) -> MoveReport:
-    """Judges each record against `to` with `guard`: the report a move would give, stamped
-    `at`. Both adapters record exactly the `moved` part of this plan, so they cannot disagree
-    about what a move does."""
+    """Judges each record against `to` with `guard` (at `at`, with the room's shadow record
+    from `shadows`): the report a move would give, stamped `at`. Both adapters record exactly
+    the `moved` part of this plan, so they cannot disagree about what a move does."""
     report = MoveReport()
     for record in records:
         if record.phase == to:
             report.unchanged.append(record.room_id)
             continue
-        reason = guard(record, to)
+        reason = guard(
+            record, to, direction=direction, now=at, parity_max_age_s=parity_max_age_s,
+            shadow=None if shadows is None else shadows.get(record.room_id),
+        )  # fmt: skip
         if reason is not None:
             report.refused[record.room_id] = reason
         else:
             report.moved.append(Transition(record.room_id, record.phase, to, who, why, at))
     return report
+
+
+def check_direction(direction: object) -> Direction | None:
+    """A move's direction: None (either way) or a Direction."""
+    if direction is None or isinstance(direction, Direction):
+        return direction
+    try:
+        return Direction(str(direction))
+    except ValueError:
+        raise ValueError(f"a direction is forward or back, got {direction!r}") from None
+
+
+def check_max_age(seconds: object) -> float:
+    """A parity's maximum age in seconds: a finite number above 0."""
+    if (
+        isinstance(seconds, bool)
+        or not isinstance(seconds, int | float)
+        or not (math.isfinite(seconds) and seconds > 0)
+    ):
+        raise ValueError(f"a parity's maximum age is a number of seconds above 0, got {seconds!r}")
+    return float(seconds)
 
 
 # -- validation ----------------------------------------------------------------------------
@@ -276,6 +372,18 @@ def check_why(why: object) -> str:
 def check_positions(positions: object) -> str:
     """The positions a clean parity check ran at: non-empty, at most POSITIONS_MAX."""
     return _check_text("parity positions", positions, POSITIONS_MAX)
+
+
+def check_shadow_batch(counts: object) -> dict[int, ShadowCounts]:
+    """A batch of shadow counts by room (`PhaseStore.record_shadow`): every room id and count
+    checked before any is used; the rooms with nothing counted left out."""
+    if not isinstance(counts, Mapping):
+        raise ValueError(f"shadow counts are a mapping of room id to ShadowCounts, got {counts!r}")
+    check_room_ids(counts)
+    for room_id, added in counts.items():
+        if not isinstance(added, ShadowCounts):
+            raise ValueError(f"room {room_id}: shadow counts are ShadowCounts, got {added!r}")
+    return {room_id: added for room_id, added in counts.items() if added.total}
 
 
 def check_limit(limit: object) -> int:

@@ -16,6 +16,7 @@ import pytest
 
 from gateway.domain.phases import (
     INSPECTED,
+    Direction,
     KillSwitch,
     MarkKind,
     MoveReport,
@@ -23,6 +24,7 @@ from gateway.domain.phases import (
     RoomRecord,
     Transition,
 )
+from gateway.domain.shadow_record import ShadowCounts, ShadowTally
 from gateway.ports import PhaseStore
 
 L, DW, SR, NP = Phase.LEGACY, Phase.DUAL_WRITE, Phase.SHADOW_READ, Phase.NEW_PRIMARY
@@ -139,7 +141,7 @@ class PhaseStoreContract:
         assert near_now(record.parity_clean_at)
         assert record.parity_positions == "hints@3:1200,events@3:900"
         reason = store.move([room], NP, WHO, "cutover").refused[room]
-        assert "not built" in reason and "parity" in reason
+        assert "not built" in reason and "parity" not in reason and "shadow record" in reason
         assert store.room(room).phase == SR
 
     def test_rollback_goes_back_to_any_earlier_phase_at_once(self, store: PhaseStore) -> None:
@@ -440,3 +442,171 @@ class PhaseStoreContract:
         snapshot = store.snapshot()
         assert snapshot.phases[room] in INSPECTED
         assert snapshot.inspected_rooms() == {room}
+
+    # -- direction (cutover only forward, rollback only back) ------------------------------
+
+    def test_a_forward_move_refuses_a_room_it_would_take_back(self, store: PhaseStore) -> None:
+        behind, ahead = fresh_rooms(2)
+        store.move([ahead], DW, WHO, "start")
+        self.to_shadow_read(store, ahead)
+        revision = store.revision()
+        report = store.move([behind, ahead], DW, WHO, "cutover", direction=Direction.FORWARD)
+        assert [t.room_id for t in report.moved] == [behind]
+        reason = report.refused[ahead]
+        assert "only moves forward" in reason and "rollback" in reason
+        assert store.room(ahead).phase == SR
+        assert store.revision() != revision
+
+    def test_a_backward_move_refuses_a_room_it_would_take_forward(self, store: PhaseStore) -> None:
+        behind, ahead = fresh_rooms(2)
+        store.move([ahead], DW, WHO, "start")
+        self.to_shadow_read(store, ahead)
+        revision = store.revision()
+        report = store.move([behind, ahead], DW, WHO, "rollback", direction=Direction.BACK)
+        assert [(t.room_id, t.from_phase, t.to_phase) for t in report.moved] == [(ahead, SR, DW)]
+        reason = report.refused[behind]
+        assert "only moves back" in reason and "cutover" in reason
+        assert store.room(behind) == RoomRecord.absent(behind)
+        assert store.revision() != revision
+        dry = store.move([behind], DW, WHO, "again", direction=Direction.BACK, dry_run=True)
+        assert list(dry.refused) == [behind]
+
+    def test_a_direction_keeps_the_phase_a_room_is_in_unchanged(self, store: PhaseStore) -> None:
+        room = fresh_room()
+        store.move([room], DW, WHO, "start")
+        for direction in Direction:
+            assert store.move([room], DW, WHO, "again", direction=direction).unchanged == [room]
+
+    def test_a_bad_direction_or_maximum_age_is_refused_and_changes_nothing(
+        self, store: PhaseStore
+    ) -> None:
+        room = fresh_room()
+        revision = store.revision()
+        with pytest.raises(ValueError, match="direction is forward or back"):
+            store.move([room], DW, WHO, "x", direction="sideways")  # type: ignore[arg-type]
+        for bad in (0, -1.0, float("nan"), "1h"):
+            with pytest.raises(ValueError, match="maximum age"):
+                store.move([room], DW, WHO, "x", parity_max_age_s=bad)  # type: ignore[arg-type]
+        assert store.revision() == revision
+        assert store.room(room) == RoomRecord.absent(room)
+
+    # -- the guard of new_primary names every condition still missing ----------------------
+
+    def test_new_primary_names_a_missing_parity_and_shadow_record(self, store: PhaseStore) -> None:
+        room = fresh_room()
+        self.to_shadow_read(store, room)
+        reason = store.move([room], NP, WHO, "cutover").refused[room]
+        assert "not built" in reason
+        assert "clean parity check of the room within 24 h (none is recorded)" in reason
+        assert "no shadow read came out same since the room entered shadow_read" in reason
+
+    def test_new_primary_with_recent_parity_and_clean_shadow_only_lacks_the_build(
+        self, store: PhaseStore
+    ) -> None:
+        room = fresh_room()
+        self.to_shadow_read(store, room)
+        store.mark_parity_clean(room, "binlog@1:4", "parity")
+        store.record_shadow({room: ShadowCounts(same=3, late=1)})
+        reason = store.move([room], NP, WHO, "cutover").refused[room]
+        assert "not built" in reason and "conditions are met" in reason
+        # A parity is recent only within the maximum age the mover gives.
+        reason = store.move([room], NP, WHO, "cutover", parity_max_age_s=1e-6).refused[room]
+        assert "within 0 s (the last one ran at" in reason
+        assert "shadow" not in reason
+        assert store.room(room).phase == SR
+
+    def test_a_difference_since_shadow_read_makes_the_shadow_record_unclean(
+        self, store: PhaseStore
+    ) -> None:
+        room = fresh_room()
+        self.to_shadow_read(store, room)
+        store.mark_parity_clean(room, "binlog@1:4", "parity")
+        store.record_shadow({room: ShadowCounts(same=5, different=1)})
+        reason = store.move([room], NP, WHO, "cutover").refused[room]
+        assert "a shadow read came out different at" in reason
+        # Back to dual_write and forward again: a new shadow_read stint starts clean...
+        store.move([room], DW, WHO, "back")
+        store.move([room], SR, WHO, "again")
+        reason = store.move([room], NP, WHO, "cutover").refused[room]
+        assert "different" not in reason and "no shadow read came out same" in reason
+        # ... and only a comparison judged same within it makes it clean.
+        store.record_shadow({room: ShadowCounts(same=1)})
+        assert "conditions are met" in store.move([room], NP, WHO, "cutover").refused[room]
+
+    # -- the operators' last actions across rooms ------------------------------------------
+
+    def test_recent_transitions_lists_every_room_newest_first(self, store: PhaseStore) -> None:
+        a, b, c = fresh_rooms(3)
+        assert store.recent_transitions(10) == []
+        first = store.move([a], DW, "ops:alice", "first").moved
+        wave = store.move([b, c], DW, "ops:bob", "wave").moved
+        back = store.move([a], L, "ops:carol", "back").moved
+        store.move([b], DW, WHO, "unchanged")
+        store.move([c], SR, WHO, "refused")
+        store.move([c], L, WHO, "dry", dry_run=True)
+        recent = store.recent_transitions(10)
+        assert recent[0] == back[0]
+        assert set(recent[1:3]) == set(wave) and recent[3] == first[0]
+        assert len(recent) == 4
+        assert store.recent_transitions(1) == back
+        assert store.recent_transitions(0) == []
+        with pytest.raises(ValueError, match="limit"):
+            store.recent_transitions(-1)
+
+    # -- shadow records ---------------------------------------------------------------------
+
+    def test_shadow_records_add_up_and_stamp_the_outcomes_seen(self, store: PhaseStore) -> None:
+        room, other, never = fresh_rooms(3)
+        revision = store.revision()
+        assert store.shadow_records([room, other, never]) == {}
+        store.record_shadow({room: ShadowCounts(same=2, late=1), other: ShadowCounts(late=4)})
+        first = store.shadow_records([room, other, never])
+        assert set(first) == {room, other}
+        tally = first[room]
+        assert (tally.same, tally.different, tally.late) == (2, 0, 1)
+        assert near_now(tally.last_same_at) and tally.last_late_at == tally.last_same_at
+        assert tally.last_different_at is None and tally.updated_at == tally.last_same_at
+        assert first[other].last_same_at is None and near_now(first[other].last_late_at)
+        store.record_shadow({room: ShadowCounts(different=1, same=1)})
+        second = store.shadow_records([room])[room]
+        assert (second.same, second.different, second.late) == (3, 1, 1)
+        assert second.last_late_at == tally.last_late_at  # not counted again: not stamped
+        assert second.last_different_at is not None and tally.updated_at is not None
+        assert second.last_different_at >= tally.updated_at
+        assert second.last_same_at == second.last_different_at == second.updated_at
+        # A record routes nothing: the gateways' revision poll does not see it.
+        assert store.revision() == revision
+        assert store.room(room) == RoomRecord.absent(room)
+        assert store.rooms() == []
+
+    def test_an_empty_batch_or_zero_counts_change_nothing(self, store: PhaseStore) -> None:
+        room = fresh_room()
+        store.record_shadow({})
+        store.record_shadow({room: ShadowCounts()})
+        assert store.shadow_records([room]) == {}
+        assert ShadowTally.absent(room) == ShadowTally(room)
+
+    def test_concurrent_batches_lose_no_count(self, store: PhaseStore) -> None:
+        """Several gateways record batches over the same rooms at once."""
+        rooms = fresh_rooms(5)
+
+        def gateway() -> None:
+            for _ in range(10):
+                store.record_shadow({room: ShadowCounts(same=1, late=2) for room in rooms})
+
+        run_in_threads(gateway, gateway, gateway)
+        tallies = store.shadow_records(rooms)
+        assert all((t.same, t.different, t.late) == (30, 0, 60) for t in tallies.values())
+        assert set(tallies) == set(rooms)
+
+    def test_a_bad_shadow_batch_is_refused_and_changes_nothing(self, store: PhaseStore) -> None:
+        good = fresh_room()
+        for bad in ({good: ShadowCounts(same=1), 0: ShadowCounts(same=1)},
+                    {good: ShadowCounts(same=1), 2**32: ShadowCounts(same=1)}):  # fmt: skip
+            with pytest.raises(ValueError, match="room id"):
+                store.record_shadow(bad)
+        with pytest.raises(ValueError, match="ShadowCounts"):
+            store.record_shadow({good: (1, 0, 0)})  # type: ignore[dict-item]
+        with pytest.raises(ValueError, match="room id"):
+            store.shadow_records([0])
+        assert store.shadow_records([good]) == {}

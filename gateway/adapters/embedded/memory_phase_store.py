@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from gateway.domain.phases import (
+    PARITY_MAX_AGE_S,
     ControlSnapshot,
+    Direction,
     KillSwitch,
     MarkKind,
     MoveReport,
@@ -23,15 +25,19 @@ from gateway.domain.phases import (
     RoomMark,
     RoomRecord,
     Transition,
+    check_direction,
     check_limit,
+    check_max_age,
     check_positions,
     check_room_id,
     check_room_ids,
+    check_shadow_batch,
     check_who,
     check_why,
     parse_phase,
     plan_move,
 )
+from gateway.domain.shadow_record import ShadowCounts, ShadowTally
 
 
 def utc_now() -> datetime:
@@ -47,6 +53,8 @@ class MemoryPhaseStore:
         self._rooms: dict[int, RoomRecord] = {}
         self._timelines: dict[int, list[Transition]] = {}
         self._marks: dict[int, list[RoomMark]] = {}
+        self._transitions: list[Transition] = []  # every room's, in the order recorded
+        self._shadows: dict[int, ShadowTally] = {}
         self._switches: list[KillSwitch] = []
         # From the clock, as the MariaDB store's: a new store is unlikely to repeat a number a
         # poller remembers from an earlier one.
@@ -90,13 +98,24 @@ class MemoryPhaseStore:
         why: str,
         *,
         dry_run: bool = False,
+        direction: Direction | None = None,
+        parity_max_age_s: float = PARITY_MAX_AGE_S,
     ) -> MoveReport:
         target, who, why = parse_phase(to), check_who(who), check_why(why)
+        direction, max_age = check_direction(direction), check_max_age(parity_max_age_s)
         ids = check_room_ids(room_ids)
         with self._lock:
             at = self._clock()
             records = [self._rooms.get(room_id) or RoomRecord.absent(room_id) for room_id in ids]
-            report = plan_move(records, target, who, why, at)
+            shadows = (
+                {r: self._shadows[r] for r in ids if r in self._shadows}
+                if target == Phase.NEW_PRIMARY
+                else None
+            )
+            report = plan_move(
+                records, target, who, why, at, direction=direction, shadows=shadows,
+                parity_max_age_s=max_age,
+            )  # fmt: skip
             if dry_run or not report.moved:
                 return report
             for transition in report.moved:
@@ -104,6 +123,7 @@ class MemoryPhaseStore:
                 before = self._rooms.get(room_id) or RoomRecord.absent(room_id)
                 self._rooms[room_id] = replace(before, phase=transition.to_phase, changed_at=at)
                 self._timelines.setdefault(room_id, []).append(transition)
+                self._transitions.append(transition)
             self._revision += 1
             return report
 
@@ -133,6 +153,26 @@ class MemoryPhaseStore:
         limit = check_limit(limit)
         with self._lock:
             return self._timelines.get(room_id, [])[::-1][:limit]
+
+    def recent_transitions(self, limit: int) -> list[Transition]:
+        limit = check_limit(limit)
+        with self._lock:
+            return self._transitions[::-1][:limit]
+
+    def record_shadow(self, counts: Mapping[int, ShadowCounts]) -> None:
+        batch = check_shadow_batch(counts)
+        if not batch:
+            return
+        with self._lock:
+            at = self._clock()
+            for room_id, added in batch.items():
+                before = self._shadows.get(room_id) or ShadowTally.absent(room_id)
+                self._shadows[room_id] = before.added(added, at)
+
+    def shadow_records(self, room_ids: Iterable[int]) -> dict[int, ShadowTally]:
+        ids = check_room_ids(room_ids)
+        with self._lock:
+            return {r: self._shadows[r] for r in ids if r in self._shadows}
 
     def marks(self, room_id: int, limit: int) -> list[RoomMark]:
         check_room_id(room_id)

@@ -10,6 +10,9 @@ Tables:
 - `phase_transitions`: each phase change of a room, with who, why, when and the revision.
 - `room_marks`: each fact a job reported about a room (backfill done, clean parity).
 - `kill_switch_history`: each change of the kill switch.
+- `shadow_records`: per room, the gateways' shadow comparisons by outcome and when each was
+  last recorded (`gateway/domain/shadow_record.py`); written in batches, without a revision
+  bump (it routes nothing).
 
 Phases are stored as text, not as an ENUM: a phase this version does not know (written by a
 newer version, or by hand) must reach the reader as what it is, and be refused with its row
@@ -118,6 +121,19 @@ kill_switch_history = Table(
     Column("why", String(WHY_MAX), nullable=False),
     Column("at", TIME, nullable=False),
     Column("revision", U64, nullable=False),
+    **_TABLE,
+)  # fmt: skip
+
+shadow_records = Table(
+    "shadow_records", metadata,
+    Column("room_id", U32, primary_key=True, autoincrement=False),
+    Column("same", U64, nullable=False),
+    Column("different", U64, nullable=False),
+    Column("late", U64, nullable=False),
+    Column("last_same_at", TIME, nullable=True),
+    Column("last_different_at", TIME, nullable=True),
+    Column("last_late_at", TIME, nullable=True),
+    Column("updated_at", TIME, nullable=False),
     **_TABLE,
 )  # fmt: skip
 

@@ -17,13 +17,13 @@ version cannot read becomes ControlStoreMisconfigured naming its table and row.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Row, literal_column, select, update
+from sqlalchemy import Connection, Engine, Row, func, literal_column, select, update
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.sql.expression import ColumnClause
@@ -36,10 +36,13 @@ from gateway.adapters.mariadb.control_schema import (
     phase_transitions,
     room_marks,
     room_phases,
+    shadow_records,
     translate,
 )
 from gateway.domain.phases import (
+    PARITY_MAX_AGE_S,
     ControlSnapshot,
+    Direction,
     KillSwitch,
     MarkKind,
     MoveReport,
@@ -47,15 +50,19 @@ from gateway.domain.phases import (
     RoomMark,
     RoomRecord,
     Transition,
+    check_direction,
     check_limit,
+    check_max_age,
     check_positions,
     check_room_id,
     check_room_ids,
+    check_shadow_batch,
     check_who,
     check_why,
     parse_phase,
     plan_move,
 )
+from gateway.domain.shadow_record import ShadowCounts, ShadowTally
 from gateway.errors import ControlStoreMisconfigured
 
 CHUNK = 1000  # room ids per IN (...) list
@@ -96,6 +103,18 @@ def _record(row: Row[Any]) -> RoomRecord:
         parity_clean_at=_utc(row.parity_clean_at),
         parity_positions=row.parity_positions,
         changed_at=_utc(row.changed_at),
+    )
+
+
+def _transition(row: Row[Any]) -> Transition:
+    table = phase_transitions.name
+    return Transition(
+        row.room_id,
+        _phase(row.from_phase, table, f"id={row.id}"),
+        _phase(row.to_phase, table, f"id={row.id}"),
+        row.who,
+        row.why,
+        row.at.replace(tzinfo=UTC),
     )
 
 
@@ -168,17 +187,19 @@ class MariaDbPhaseStore:
                 .order_by(table.c.id.desc())
                 .limit(limit)
             ).all()
-        return [
-            Transition(
-                row.room_id,
-                _phase(row.from_phase, table.name, f"id={row.id}"),
-                _phase(row.to_phase, table.name, f"id={row.id}"),
-                row.who,
-                row.why,
-                row.at.replace(tzinfo=UTC),
-            )
-            for row in rows
-        ]
+        return [_transition(row) for row in rows]
+
+    def recent_transitions(self, limit: int) -> list[Transition]:
+        limit = check_limit(limit)
+        table = phase_transitions
+        with self._transaction("recent_transitions") as conn:
+            rows = conn.execute(select(table).order_by(table.c.id.desc()).limit(limit)).all()
+        return [_transition(row) for row in rows]
+
+    def shadow_records(self, room_ids: Iterable[int]) -> dict[int, ShadowTally]:
+        ids = check_room_ids(room_ids)
+        with self._transaction("shadow_records") as conn:
+            return self._shadows(conn, ids)
 
     def marks(self, room_id: int, limit: int) -> list[RoomMark]:
         check_room_id(room_id)
@@ -214,8 +235,11 @@ class MariaDbPhaseStore:
         why: str,
         *,
         dry_run: bool = False,
+        direction: Direction | None = None,
+        parity_max_age_s: float = PARITY_MAX_AGE_S,
     ) -> MoveReport:
         target, who, why = parse_phase(to), check_who(who), check_why(why)
+        direction, max_age = check_direction(direction), check_max_age(parity_max_age_s)
         ids = check_room_ids(room_ids)
         if not ids:
             return MoveReport()
@@ -223,7 +247,13 @@ class MariaDbPhaseStore:
             meta = self._meta(conn, lock=not dry_run)
             found = self._records(conn, ids, lock=not dry_run)
             records = [found.get(room_id) or RoomRecord.absent(room_id) for room_id in ids]
-            report = plan_move(records, target, who, why, meta.now)
+            # Read without a lock: recording a shadow batch takes no meta lock (it must never
+            # wait on a move), so a batch committed after this read is judged by the next move.
+            shadows = self._shadows(conn, ids) if target == Phase.NEW_PRIMARY else None
+            report = plan_move(
+                records, target, who, why, meta.now, direction=direction, shadows=shadows,
+                parity_max_age_s=max_age,
+            )  # fmt: skip
             if dry_run or not report.moved:
                 return report
             revision = meta.revision + 1
@@ -274,6 +304,35 @@ class MariaDbPhaseStore:
             check_who(who),
         )  # fmt: skip
 
+    def record_shadow(self, counts: Mapping[int, ShadowCounts]) -> None:
+        batch = check_shadow_batch(counts)
+        if not batch:
+            return
+        with self._transaction("record_shadow") as conn:
+            # The meta row read, not locked: its schema check and the server's clock. Rows in
+            # one order, so that two gateways' batches cannot deadlock on each other.
+            at = _naive(self._meta(conn, lock=False).now)
+            upsert = mysql_insert(shadow_records)
+            table, new = shadow_records.c, upsert.inserted
+            conn.execute(
+                upsert.on_duplicate_key_update(
+                    same=table.same + new.same,
+                    different=table.different + new.different,
+                    late=table.late + new.late,
+                    last_same_at=func.coalesce(new.last_same_at, table.last_same_at),
+                    last_different_at=func.coalesce(new.last_different_at, table.last_different_at),
+                    last_late_at=func.coalesce(new.last_late_at, table.last_late_at),
+                    updated_at=new.updated_at,
+                ),
+                [
+                    {"room_id": room_id, "same": c.same, "different": c.different, "late": c.late,
+                     "last_same_at": at if c.same else None,
+                     "last_different_at": at if c.different else None,
+                     "last_late_at": at if c.late else None, "updated_at": at}
+                    for room_id, c in sorted(batch.items())
+                ],
+            )  # fmt: skip
+
     def close(self) -> None:
         self._engine.dispose()
 
@@ -313,6 +372,19 @@ class MariaDbPhaseStore:
             query = select(room_phases).where(room_phases.c.room_id.in_(chunk))
             for row in conn.execute(query.with_for_update() if lock else query):
                 found[row.room_id] = _record(row)
+        return found
+
+    def _shadows(self, conn: Connection, ids: Sequence[int]) -> dict[int, ShadowTally]:
+        found: dict[int, ShadowTally] = {}
+        for chunk in _chunks(ids):
+            for row in conn.execute(
+                select(shadow_records).where(shadow_records.c.room_id.in_(chunk))
+            ):
+                found[row.room_id] = ShadowTally(
+                    row.room_id, int(row.same), int(row.different), int(row.late),
+                    _utc(row.last_same_at), _utc(row.last_different_at), _utc(row.last_late_at),
+                    _utc(row.updated_at),
+                )  # fmt: skip
         return found
 
     def _bump(self, conn: Connection, revision: int, **values: object) -> None:
