@@ -18,10 +18,12 @@ from enum import StrEnum
 
 from gateway.domain.phases import check_who, check_why
 
+JOB_NAME_MAX = 64
 JOB_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
 JOB_KIND = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 RATE_MAX = 10_000_000.0
 REPORT_MAX = 60_000  # characters of a report's detail
+KIND_MAX = 32
 
 
 class JobState(StrEnum):

@@ -9,6 +9,10 @@ Tables:
 - `room_phases`: one row per room the store has recorded (a room without a row is legacy).
 - `phase_transitions`: each phase change of a room, with who, why, when and the revision.
 - `room_marks`: each fact a job reported about a room (backfill done, clean parity).
+- `job_controls`: per migrator job, what operators last asked of it (run, pause, panic; a
+  rate), who, why and when (`gateway/domain/jobs.py`); `job_reports`: each job's last
+  heartbeat. Neither bumps the revision (they route nothing). Added within schema version 1:
+  `ensure_schema` creates them in a control database made before them.
 - `kill_switch_history`: each change of the kill switch.
 - `shadow_records`: per room, the gateways' shadow comparisons by outcome and when each was
   last recorded (`gateway/domain/shadow_record.py`); written in batches, without a revision
@@ -41,11 +45,12 @@ from sqlalchemy import (
     inspect,
     select,
 )
-from sqlalchemy.dialects.mysql import BIGINT, DATETIME, INTEGER, TINYINT
+from sqlalchemy.dialects.mysql import BIGINT, DATETIME, DOUBLE, INTEGER, MEDIUMTEXT, TINYINT
 from sqlalchemy.dialects.mysql import insert as mysql_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from gateway.domain.jobs import JOB_NAME_MAX, KIND_MAX
 from gateway.domain.phases import POSITIONS_MAX, WHO_MAX, WHY_MAX
 from gateway.errors import ControlStoreMisconfigured, ControlStoreUnavailable
 from legacy_adapters.adapters.mariadb.engine import make_engine
@@ -110,6 +115,26 @@ room_marks = Table(
     Column("at", TIME, nullable=False),
     Column("revision", U64, nullable=False),
     Index("room_marks_by_room", "room_id", "id"),
+    **_TABLE,
+)  # fmt: skip
+
+job_controls = Table(
+    "job_controls", metadata,
+    Column("job", String(JOB_NAME_MAX), primary_key=True),
+    Column("state", String(PHASE_WIDTH), nullable=False),  # text, as phases are (see above)
+    Column("rate", DOUBLE(asdecimal=False), nullable=True),  # messages/s; NULL: the job's own
+    Column("who", String(WHO_MAX), nullable=False),
+    Column("why", String(WHY_MAX), nullable=False),
+    Column("at", TIME, nullable=False),
+    **_TABLE,
+)  # fmt: skip
+
+job_reports = Table(
+    "job_reports", metadata,
+    Column("job", String(JOB_NAME_MAX), primary_key=True),
+    Column("kind", String(KIND_MAX), nullable=False),
+    Column("detail", MEDIUMTEXT, nullable=False),  # JSON text, at most REPORT_MAX characters
+    Column("at", TIME, nullable=False),
     **_TABLE,
 )  # fmt: skip
 
