@@ -12,6 +12,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from gateway.adapters.mariadb.control_schema import control_engine, ensure_schema
+from gateway.adapters.mariadb.job_board import MariaDbJobBoard
 from gateway.adapters.mariadb.phase_store import MariaDbPhaseStore
 from gateway.adapters.mariadb.room_catalog import MariaDbRoomCatalog
 from gateway.adapters.nginx_room_map import NginxRoomMap
@@ -95,7 +96,10 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
 
     collector = SpoolCollector(spool.state, lambda: shipper.stats)
     REGISTRY.register(collector)
-    parts = AdminParts(p.admin_token.get_secret_value(), store, catalog, spool, ledger, health)
+    jobs = MariaDbJobBoard(control)  # the migrator's job controls, on the same control engine
+    parts = AdminParts(
+        p.admin_token.get_secret_value(), store, catalog, spool, ledger, health, jobs
+    )
 
     async def prepare() -> None:
         await asyncio.to_thread(ensure_schema, control)

@@ -1,6 +1,7 @@
 """The gateway's admin API (FastAPI): rooms by phase, guarded moves (by id, list or sticky
-percentage), the kill switch, the spool, a room's timeline, recent shadow differences; and,
-without a token, `/healthz` and `/metrics`.
+percentage), the kill switch, the spool, a room's timeline, recent shadow differences, the
+operator controls of the migrator's jobs (`/admin/jobs`: rate, pause / resume, panic, the same
+board `chat-migrate job ...` writes); and, without a token, `/healthz` and `/metrics`.
 
 Every `/admin` route needs `Authorization: Bearer <MIG_GATEWAY_ADMIN_TOKEN>` (401 without a
 token, 403 with another one; compared in constant time). The token is never logged: uvicorn's
@@ -27,9 +28,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from gateway.domain.jobs import RATE_MAX, JobControl, JobState, check_job_name
 from gateway.domain.phases import Phase, select_percentage
 from gateway.errors import ControlStoreMisconfigured, ControlStoreUnavailable
-from gateway.ports import PhaseStore, RoomCatalog
+from gateway.ports import JobBoard, PhaseStore, RoomCatalog
 from gateway.service.shadow import ShadowLedger
 
 
@@ -48,8 +50,10 @@ class AdminParts:
         spool: SpoolView,
         ledger: ShadowLedger,
         health: Callable[[], dict[str, Any]],
+        jobs: JobBoard | None = None,
     ) -> None:
         self.token = token.encode()
+        self.jobs = jobs  # None: this gateway has no job board (its routes answer 503)
         self.store = store
         self.catalog = catalog
         self.spool = spool
@@ -86,6 +90,26 @@ class KillSwitchRequest(BaseModel):
     on: bool
     who: str = Field(min_length=1, max_length=100)
     why: str = Field(min_length=1, max_length=1000)
+
+
+class JobRequest(BaseModel):
+    """A change of a job's control: `state` and/or `rate` (a number of messages per second, or
+    null: back to the job's own rate); at least one of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    state: JobState | None = None
+    rate: float | None = Field(default=None, gt=0, le=RATE_MAX, strict=True, allow_inf_nan=False)
+    who: str = Field(min_length=1, max_length=100)
+    why: str = Field(min_length=1, max_length=1000)
+
+    @model_validator(mode="after")
+    def _something_to_change(self) -> JobRequest:
+        if self.state is None and "rate" not in self.model_fields_set:
+            raise ValueError("give state, rate (null: the job's own), or both")
+        if "state" in self.model_fields_set and self.state is None:
+            raise ValueError("state is run, pause or panic (leave it out to keep it)")
+        return self
 
 
 def plain(value: Any) -> Any:
@@ -174,6 +198,58 @@ def admin_app(parts: AdminParts) -> FastAPI:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> Any:
         return {"differences": parts.ledger.differences(room, limit)}
+
+    def job_board() -> JobBoard:
+        if parts.jobs is None:
+            raise HTTPException(503, "this gateway has no job board")
+        return parts.jobs
+
+    def job_name(job: str) -> str:
+        try:
+            return check_job_name(job)
+        except ValueError as exc:
+            raise HTTPException(400, f"job: {exc}") from None
+
+    def job_view(control: Any, report: Any) -> dict[str, Any]:
+        """A job's control and last report; the report's detail as the JSON it is (text if a
+        hand-written row is not JSON)."""
+        shown = None
+        if report is not None:
+            try:
+                detail = json.loads(report.detail)
+            except ValueError:
+                detail = report.detail
+            shown = {"kind": report.kind, "at": plain(report.at), "detail": detail}
+        return {"job": control.job, "control": plain(control), "report": shown}
+
+    @admin.get("/jobs")
+    async def jobs() -> Any:
+        board = job_board()
+        controls = {c.job: c for c in await call(board.controls)}
+        reports = {r.job: r for r in await call(board.reports)}
+        names = sorted(controls.keys() | reports.keys())
+        views = [
+            job_view(controls.get(name) or JobControl.default(name), reports.get(name))
+            for name in names
+        ]
+        return {"jobs": views}
+
+    @admin.get("/jobs/{job}")
+    async def job(job: str) -> Any:
+        board, name = job_board(), job_name(job)
+        control = await call(board.control, name)
+        reports = await call(board.reports)
+        return job_view(control, next((r for r in reports if r.job == name), None))
+
+    @admin.put("/jobs/{job}")
+    async def set_job(job: str, body: JobRequest) -> Any:
+        board, name = job_board(), job_name(job)
+        rate_given = "rate" in body.model_fields_set
+        control = await call(
+            board.set_control, name, body.who, body.why, state=body.state,
+            rate=body.rate, clear_rate=rate_given and body.rate is None,
+        )  # fmt: skip
+        return {"job": name, "control": plain(control)}
 
     # No schema page: it would answer without the token.
     app = FastAPI(title="chat gateway admin", openapi_url=None, docs_url=None, redoc_url=None)
