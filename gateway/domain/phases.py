@@ -268,7 +268,7 @@ def _why_parity_not_recent(record: RoomRecord, now: datetime, max_age_s: float) 
 
 
 def _duration(seconds: float) -> str:
-    if seconds >= 2 * 3600:
+    if seconds >= 3600:
         return f"{seconds / 3600:g} h" if seconds % 3600 == 0 else f"{seconds / 3600:.1f} h"
     if seconds >= 120:
         return f"{seconds / 60:.0f} min"
