@@ -16,11 +16,13 @@ from newcore.errors import Misconfigured, Unavailable
 
 __all__ = [
     "CheckpointMismatch",
+    "JobRunning",
     "Misconfigured",
     "OperatorError",
     "PanicStop",
     "Unavailable",
     "UnknownRooms",
+    "UnreadableCheckpoint",
     "WrongReportVersion",
 ]
 
@@ -51,3 +53,11 @@ class WrongReportVersion(OperatorError):
 
 class PanicStop(Exception):
     """An operator set the job's control to panic: the job stopped at once, checkpoint kept."""
+
+
+class JobRunning(OperatorError):
+    """Another run of the same job holds it (a second run would interleave with the first)."""
+
+
+class UnreadableCheckpoint(Misconfigured):
+    """A job's checkpoint that this version cannot read (another version's, or damaged)."""

@@ -16,6 +16,7 @@ its checkpoint kept), `Misconfigured` when a store holds what this version canno
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -134,4 +135,23 @@ class CheckpointStore(Protocol):
 
     def jobs(self) -> list[tuple[str, str, str]]:
         """(job, kind, state) of every checkpoint, by job name."""
+        ...
+
+
+class JobLease(Protocol):
+    def check(self) -> None:
+        """Raises Unavailable when the hold was lost meanwhile (the store's connection
+        dropped): another run may hold the job now, so this one must stop."""
+        ...
+
+
+class JobLocks(Protocol):
+    """One run of a job at a time, across processes and hosts: a second run of the same job
+    would interleave with the first (two appenders of one room's chunks, two writers of one
+    checkpoint)."""
+
+    def hold(self, job: str) -> AbstractContextManager[JobLease]:
+        """Holds the job while the context is open; JobRunning at once (nothing held, nothing
+        changed) when another holder has it. Released when the context exits, and by the store
+        when the holder's process dies (kill -9 included): a dead run never keeps a job."""
         ...
