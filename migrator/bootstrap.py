@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from gateway.adapters.mariadb.control_schema import control_engine, ensure_schema
+from gateway.adapters.mariadb.job_board import MariaDbJobBoard
 from gateway.adapters.mariadb.phase_store import MariaDbPhaseStore
 from gateway.adapters.mariadb.room_catalog import MariaDbRoomCatalog
 from legacy_adapters.adapters.mariadb.engine import make_engine
@@ -68,3 +69,13 @@ def read_store(settings: MigratorSettings) -> ReadStore:
 def monolith_reader(shared: Parts) -> MonolithReader:
     """The monolith's rows translated exactly as the capturer translates them."""
     return MariaDbMonolithReader(shared.monolith)
+
+
+# -- the job board: operator controls of running jobs (`chat-migrate job`, JobControls) ------
+
+
+def job_board(shared: Parts) -> MariaDbJobBoard:
+    """The jobs' controls and heartbeats, in the control store on its engine (disposed of with
+    `shared`): what `chat-migrate job ...` and the admin API write, and a running job reads
+    through `migrator.service.control.JobControls`."""
+    return MariaDbJobBoard(shared.control)
