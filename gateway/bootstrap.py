@@ -25,6 +25,7 @@ from gateway.service.accounts import AccountCache
 from gateway.service.control import ControlFollower
 from gateway.service.metrics import SpoolCollector
 from gateway.service.shadow import ShadowLedger, ShadowReads
+from gateway.service.shadow_record import ShadowRecorder
 from gateway.service.shipping import HintShipper
 from gateway.settings import GatewaySettings
 from legacy_adapters.adapters.mariadb.directory import MariaDbAccountDirectory
@@ -67,6 +68,7 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
         max_backoff_ms=settings.spool.max_backoff_ms,
     )  # fmt: skip
     ledger = ShadowLedger(settings.shadow.keep_differences)
+    recorder = ShadowRecorder(store, ledger, settings.shadow.record_s, log)
     reads = ShadowReads(
         settings.shadow.read_api, shipper, ledger, timeout_s=settings.shadow.timeout_s,
         concurrency=settings.shadow.concurrency, log=log, sample=settings.shadow.sample,
@@ -125,7 +127,8 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
     try:
         yield GatewayProcess(
             log, prepare, make_master, (admin_app(parts), p.admin_host, p.admin_port),
-            [("control", follower.run, follower.stop), ("shipper", shipper.run, shipper.stop)],
+            [("control", follower.run, follower.stop), ("shipper", shipper.run, shipper.stop),
+             ("shadow record", recorder.run, recorder.stop)],
             finish, (inspector.drain, lambda: inspector.in_flight, p.drain_s),
         )  # fmt: skip
     finally:

@@ -111,6 +111,9 @@ class ShadowSettings(BaseSettings):
     sample: float = Field(default=1.0, gt=0, le=1)
     # The recent differences the admin API shows.
     keep_differences: int = Field(default=500, ge=1, le=100_000)
+    # How often the verdicts' counts per room are added to the control store's shadow
+    # records (the guard of the phases after shadow_read reads them), in one batch.
+    record_s: float = Field(default=5.0, gt=0, le=3600)
 
     @field_validator("read_api")
     @classmethod

@@ -29,6 +29,7 @@ import httpx
 
 from gateway.domain.routing import Route, RouteKind
 from gateway.domain.shadow import Difference, Outcome, compare, frontier_reached, should_retry
+from gateway.domain.shadow_record import OUTCOMES, ShadowCounts
 from gateway.service.metrics import COMPARISON_LAG, COMPARISONS, DIFFERENCES
 
 SHADOW = "X-Migration-Shadow"
@@ -81,17 +82,34 @@ class ShadowRecord:
 
 
 class ShadowLedger:
-    """Recent verdicts with differences (bounded) and counts per room and outcome."""
+    """Recent verdicts with differences (bounded) and counts per room and outcome; and the
+    counts not yet added to the control store's shadow records (`take_unrecorded`, for
+    `gateway/service/shadow_record.py`: one entry per room, so bounded by the rooms compared).
+    Used from the event loop only."""
 
     def __init__(self, keep: int) -> None:
         self.recent: deque[ShadowRecord] = deque(maxlen=keep)
         self.by_room: dict[int, dict[str, int]] = {}
+        self._unrecorded: dict[int, ShadowCounts] = {}
 
     def record(self, verdict: ShadowRecord) -> None:
         counts = self.by_room.setdefault(verdict.room_id, {})
         counts[verdict.outcome] = counts.get(verdict.outcome, 0) + 1
         if verdict.outcome in ("different", "late"):
             self.recent.append(verdict)
+        if verdict.room_id > 0 and verdict.outcome in OUTCOMES:
+            self.put_back({verdict.room_id: ShadowCounts.of(verdict.outcome)})
+
+    def take_unrecorded(self) -> dict[int, ShadowCounts]:
+        """The counts judged since the last take, by room; forgotten here (`put_back` them
+        if they could not be recorded)."""
+        taken, self._unrecorded = self._unrecorded, {}
+        return taken
+
+    def put_back(self, counts: dict[int, ShadowCounts]) -> None:
+        for room_id, added in counts.items():
+            before = self._unrecorded.get(room_id)
+            self._unrecorded[room_id] = added if before is None else before + added
 
     def differences(self, room_id: int | None, limit: int) -> list[dict[str, Any]]:
         picked = [r for r in reversed(self.recent) if room_id is None or r.room_id == room_id]
