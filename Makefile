@@ -7,11 +7,11 @@ SEED ?= 42
 
 .PHONY: demo test up down status lint unit integration bench bench-gateway pipeline
 
-# The pipeline starts before the seed: the binlog source's first start reads from the binlog's
-# end, so only what is written after it reaches the read model (deploy/README.md).
-demo: pipeline  ## bring the stack and the capture pipeline up, seed the monolith, print where everything answers
-	$(VENV)/chat-seed --messages $(MESSAGES) --seed $(SEED) $(if $(RESET),--reset)
-	@bash deploy/walkthrough.sh $(SEED)
+# The main job: the stack, the seeded data set, the pipeline, then a live migration of the data
+# set told step by step (deploy/demo.sh, deploy/demo_story.py). STEPS: the sticky percentages the
+# story moves through the phases (default 1,10; 1 with ENGINE=embedded).
+demo:  ## the stack, the seeded data set, and a live migration of it told step by step
+	@bash deploy/demo.sh $(MESSAGES) $(SEED) "$(RESET)" "$(STEPS)"
 
 test: up lint  ## everything CI checks: lint, types, unit and integration tests on the real stack
 	$(VENV)/pytest
