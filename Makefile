@@ -5,7 +5,7 @@ VENV := .venv/bin
 MESSAGES ?= 1000000
 SEED ?= 42
 
-.PHONY: demo test up down status lint unit integration bench bench-gateway pipeline
+.PHONY: demo test up down status lint unit integration bench bench-gateway bench-migrator pipeline
 
 # The main job: the stack, the seeded data set, the pipeline, then a live migration of the data
 # set told step by step (deploy/demo.sh, deploy/demo_story.py). STEPS: the sticky percentages the
@@ -50,3 +50,9 @@ down:
 
 status:
 	@bash deploy/stack.sh status
+
+# Its own read models (tables, topics, control databases, capture pipeline); ARGS passes
+# options, e.g. ARGS="--only parity" (bench/README.md).
+bench-migrator: up  ## backfill, parity and the monolith's p99 during a backfill, beside their baselines
+	$(VENV)/chat-seed --messages $(MESSAGES) --seed $(SEED)
+	$(VENV)/python -m bench.migrator $(ARGS)

@@ -131,13 +131,18 @@ class Process:
                 self.popen.kill()
 
 
-def start(module: str, env: dict[str, str], ops_var: str, logs: Path, label: str) -> Process:
+def start(
+    module: str, env: dict[str, str], ops_var: str, logs: Path, label: str, nice: int = 0
+) -> Process:
+    """`python -m module`, healthy on its ops port. `nice`: run it below the serving path's CPU
+    priority, as deploy/pipeline.sh runs the new side (`nice` execs it: the pid is Python's)."""
     port = free_port()
     name = module.rsplit(".", 1)[-1]
     log = logs / f"{label}-{name}.log"
+    niced = ["nice", "-n", str(nice)] if nice else []
     with log.open("wb") as out:
         popen = subprocess.Popen(  # noqa: S603 (our own module, with sys.executable)
-            [sys.executable, "-m", module], env={**env, ops_var: str(port)}, cwd=ROOT,
+            [*niced, sys.executable, "-m", module], env={**env, ops_var: str(port)}, cwd=ROOT,
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     process = Process(name, port, popen, log)
@@ -428,14 +433,19 @@ def end_to_end(run: Run, measured: Baseline | None) -> None:
     check_sample(run.database, hbase)
 
 
-def print_ceiling(measured: Baseline, kafka_us: float) -> None:
+def ceiling(measured: Baseline, extra_us: float = 0.0) -> float:
     """The most messages/s this machine's cores allow a pipeline that does no work of its own
-    beyond the floor the baseline measured (and, second, beyond that plus Kafka as this run
-    used it): the bound that any goal on this machine must be weighed against."""
-    budget = (os.cpu_count() or 1) * 1e6  # CPU µs per second
+    beyond the floor the baseline measured (plus `extra_us` of CPU per message: Kafka as a run
+    used it)."""
+    return (os.cpu_count() or 1) * 1e6 / (measured.floor_us + extra_us)  # CPU µs per second
+
+
+def print_ceiling(measured: Baseline, kafka_us: float) -> None:
+    """The ceiling with only the floor and with Kafka as this run used it: the bound that any
+    goal on this machine must be weighed against."""
     print(f"  ceiling on {os.cpu_count()} cores for a pipeline that costs nothing itself: "
-          f"{budget / measured.floor_us:,.0f} msg/s with only the floor "
-          f"({measured.floor_us:.0f} µs), {budget / (measured.floor_us + kafka_us):,.0f} msg/s "
+          f"{ceiling(measured):,.0f} msg/s with only the floor "
+          f"({measured.floor_us:.0f} µs), {ceiling(measured, kafka_us):,.0f} msg/s "
           f"with Kafka as this run used it ({kafka_us:.0f} µs more)")  # fmt: skip
 
 
