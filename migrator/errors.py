@@ -18,6 +18,7 @@ __all__ = [
     "CheckpointMismatch",
     "JobRunning",
     "Misconfigured",
+    "NotVisible",
     "OperatorError",
     "PanicStop",
     "Unavailable",
@@ -61,3 +62,9 @@ class JobRunning(OperatorError):
 
 class UnreadableCheckpoint(Misconfigured):
     """A job's checkpoint that this version cannot read (another version's, or damaged)."""
+
+
+class NotVisible(Unavailable):
+    """Hints were appended but the read model did not apply them in time (the capturer or the
+    updater is stopped or far behind, or the state is a dead letter): run again later, the job
+    waits again from its checkpoint."""

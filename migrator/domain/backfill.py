@@ -270,11 +270,19 @@ class Plan:
                 f"job {self.job}'s checkpoint was made for the hints topic {self.target!r}, this "
                 f"run appends to {target!r}: its positions mean nothing here; {how}"
             )
-        if self.selection != selection:
+        if not same_selection(self.selection, selection):
             raise CheckpointMismatch(
                 f"job {self.job}'s checkpoint is for rooms {self.selection.describe()!r}, this "
                 f"run asks for {selection.describe()!r}: {how}"
             )
+
+
+def same_selection(one: Selection, other: Selection) -> bool:
+    """Whether two selections name the same rooms as written: ids in any order, the same
+    percentage, or both all."""
+    if one.ids or other.ids:
+        return sorted(one.ids) == sorted(other.ids)
+    return one.percent == other.percent and one.everything == other.everything
 
 
 def digest(text: str) -> str:

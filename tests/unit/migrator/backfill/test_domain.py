@@ -185,12 +185,19 @@ def test_a_damaged_plan_or_progress_is_refused() -> None:
 def test_a_plan_of_another_data_set_topic_or_selection_is_refused() -> None:
     plan = a_plan()
     plan.refuse_other("mariadb:abc/chat", "chat.hints/16", Selection(ids=(12, 34)))
+    plan.refuse_other("mariadb:abc/chat", "chat.hints/16", Selection(ids=(34, 12)))
     with pytest.raises(CheckpointMismatch, match=r"another data set.*--restart"):
         plan.refuse_other("mariadb:xyz/chat", "chat.hints/16", Selection(ids=(12, 34)))
     with pytest.raises(CheckpointMismatch, match="hints topic"):
         plan.refuse_other("mariadb:abc/chat", "other.hints/16", Selection(ids=(12, 34)))
     with pytest.raises(CheckpointMismatch, match=r"rooms '12,34'.*'12'"):
         plan.refuse_other("mariadb:abc/chat", "chat.hints/16", Selection(ids=(12,)))
+    with pytest.raises(CheckpointMismatch, match=r"rooms '12,34'.*'all'"):
+        plan.refuse_other("mariadb:abc/chat", "chat.hints/16", Selection(everything=True))
+    percent = a_plan(Selection(percent=10))
+    percent.refuse_other("mariadb:abc/chat", "chat.hints/16", Selection(percent=10.0))
+    with pytest.raises(CheckpointMismatch, match=r"'10%'.*'20%'"):
+        percent.refuse_other("mariadb:abc/chat", "chat.hints/16", Selection(percent=20))
 
 
 def test_the_plan_lives_beside_the_progress_under_a_name_no_job_has() -> None:
