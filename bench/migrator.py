@@ -42,8 +42,7 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,7 +53,7 @@ import pymysql.cursors
 from sqlalchemy import text
 from tqdm import tqdm
 
-from bench.gateway import pick_rooms, write_rooms_file
+from bench.gateway import Samples, pick_rooms, scrape, total, write_rooms_file
 from bench.pipeline import (
     Process,
     Run,
@@ -243,12 +242,13 @@ def print_profile(window: CpuWindow, indent: str = "    ") -> None:
 
 
 class Job:
-    """`chat-migrate ARGS` in a process of its own, output to a log. Its RSS (and a progress
-    figure, if given) is sampled every 0.2 s; when it ends, wait4 gives its CPU and ru_maxrss.
-    Never waited on through Popen (wait4 reaps it)."""
+    """`chat-migrate ARGS` in a process of its own, output to a log. Its RSS is sampled every
+    0.2 s, its /metrics (MIG_MIGRATOR_METRICS_PORT) every second: every page is kept (the
+    throttle's gauges over time), and `progress_metric` beside each RSS sample. When it ends,
+    wait4 gives its CPU and ru_maxrss (never waited on through Popen: wait4 reaps it)."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path,
-                 progress: Callable[[], float | None] | None = None) -> None:  # fmt: skip
+                 progress_metric: str | None = None) -> None:  # fmt: skip
         self.args = args
         self.log = log
         self.began = time.monotonic()
@@ -262,21 +262,37 @@ class Job:
         self.usage: resource.struct_rusage | None = None
         self.ended = 0.0
         self.samples: list[tuple[float, float, float | None]] = []  # (s since start, MB, progress)
-        self._progress = progress
+        self.pages: list[tuple[float, Samples]] = []  # (s since start, /metrics)
+        self._metrics_port = int(env.get("MIG_MIGRATOR_METRICS_PORT", "0"))
+        self._progress_metric = progress_metric
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
 
     def _sample(self) -> None:
+        scraped = 0.0
         while not self._stop.is_set():
+            now = time.monotonic()
+            if self._metrics_port and now - scraped >= 1.0:
+                scraped = now
+                with contextlib.suppress(OSError, ValueError, http.client.HTTPException):
+                    self.pages.append((now - self.began, scrape(self._metrics_port)))
             mb = rss_mb(self.pid)
             done: float | None = None
-            if self._progress is not None:
-                with contextlib.suppress(OSError, ValueError, urllib.error.URLError):
-                    done = self._progress()
+            if self._progress_metric and self.pages:
+                done = total(self.pages[-1][1], self._progress_metric)
             if mb > 0:
-                self.samples.append((time.monotonic() - self.began, mb, done))
+                self.samples.append((now - self.began, mb, done))
             self._stop.wait(0.2)
+
+    def series(self, name: str, **labels: str) -> list[float]:
+        """A metric's value on every page scraped (summed over other labels)."""
+        return [total(page, name, **labels) for _, page in self.pages
+                if any(key[0] == name for key in page)]  # fmt: skip
+
+    def last(self, name: str, **labels: str) -> float | None:
+        got = self.series(name, **labels)
+        return got[-1] if got else None
 
     def poll(self) -> int | None:
         if self.exit_code is None:
@@ -324,6 +340,40 @@ class Job:
     @property
     def peak_mb(self) -> float:
         return max((mb for _, mb, _ in self.samples), default=0.0)
+
+
+def throttle_summary(job: Job) -> dict[str, Any]:
+    """What the backfill's own metrics say held it back (migrator/service/backfill.py): the
+    rate it sent at against the rate asked, the looks over a bound by reason, the time it sent
+    nothing, and the health figures it throttles on."""
+    if not job.pages:
+        return {}
+    last = job.pages[-1][1]
+    reasons = sorted({dict(labels).get("reason", "") for name, labels in last
+                      if name == "migrator_backfill_throttled_total"} - {""})  # fmt: skip
+
+    def spread(values: list[float], scale: float = 1.0) -> dict[str, float] | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return {"min": round(ordered[0] * scale, 1),
+                "median": round(ordered[len(ordered) // 2] * scale, 1),
+                "max": round(ordered[-1] * scale, 1)}  # fmt: skip
+
+    appends = total(last, "migrator_backfill_append_seconds_count")
+    return {
+        "target_rate": job.last("migrator_backfill_target_rate_messages_per_second"),
+        "rate_sent": spread(job.series("migrator_backfill_rate_messages_per_second")),
+        "throttled": {r: total(last, "migrator_backfill_throttled_total", reason=r)
+                      for r in reasons},
+        "throttle_wait_s": job.last("migrator_backfill_throttle_wait_seconds_total"),
+        "capture_lag_hints": spread(job.series("migrator_capture_lag_hints")),
+        "probe_ms": spread(job.series("migrator_monolith_probe_seconds"), 1000),
+        "threads_running": spread(job.series("migrator_monolith_threads_running")),
+        "appends": int(appends),
+        "append_mean_ms": round(total(last, "migrator_backfill_append_seconds_sum") / appends
+                                * 1000, 1) if appends else None,
+    }  # fmt: skip
 
 
 # -- a read model of the bench's own --------------------------------------------------------
@@ -518,6 +568,7 @@ class Backfill:
             "job_cpu_s": None if job is None else round(job.cpu_s, 2),
             "job_rss_mb": None if job is None else {
                 "peak_sampled": round(job.peak_mb, 1), "ru_maxrss": round(job.maxrss_mb, 1)},
+            "throttle": None if job is None else throttle_summary(job),
             "cpu": self.cpu.figures(),
         }  # fmt: skip
 
@@ -614,8 +665,21 @@ def backfill_part(run: Run, state: Path, args: argparse.Namespace,
              f"; {done.rooms:,} rooms marked; chat-migrate {done.job.cpu_s:.0f} s of CPU, RSS "
              f"peak {done.job.peak_mb:.0f} MB (ru_maxrss {done.job.maxrss_mb:.0f} MB)"))  # fmt: skip
     print_ceiling(floor, kafka_us)
+    print_throttle(figures["throttle"])
     print_profile(done.cpu)
     return model
+
+
+def print_throttle(seen: dict[str, Any] | None, indent: str = "  ") -> None:
+    if not seen:
+        return
+    rate = seen["rate_sent"] or {}
+    print(f"{indent}the backfill's own metrics: asked {seen['target_rate'] or 0:,.0f} msg/s, sent "
+          f"at median {rate.get('median', 0):,.0f} (min {rate.get('min', 0):,.0f}); throttled "
+          f"{seen['throttled'] or 'never'}, {seen['throttle_wait_s'] or 0:.0f} s sending nothing; "
+          f"capture lag {seen['capture_lag_hints']} hints, probe {seen['probe_ms']} ms, "
+          f"Threads_running {seen['threads_running']}; {seen['appends']:,} appends, mean "
+          f"{seen['append_mean_ms']} ms")  # fmt: skip
 
 
 def mariadb_scan(run: Run, results: dict[str, Any]) -> Scan:
@@ -631,13 +695,8 @@ def mariadb_scan(run: Run, results: dict[str, Any]) -> Scan:
 # -- 2. parity -------------------------------------------------------------------------------
 
 
-def parity_progress(port: int) -> Callable[[], float | None]:
-    """Messages compared so far, from the job's /metrics (None until it answers)."""
-
-    def compared() -> float | None:
-        return metric(port, "chat_migrate_parity_messages_total")
-
-    return compared
+# Messages compared so far, on parity's /metrics.
+PARITY_PROGRESS = "migrator_parity_messages_total"
 
 
 def parity_part(run: Run, state: Path, model: ReadModel | None, args: argparse.Namespace,
@@ -656,8 +715,7 @@ def parity_part(run: Run, state: Path, model: ReadModel | None, args: argparse.N
     meter = CpuMeter(stack_pids() | model.pids())
     meter.begin()
     print("  chat-migrate parity all --no-mark ...", flush=True)
-    job = Job(["parity", "all", "--no-mark"], model.env, state / "parity.log",
-              parity_progress(model.metrics_port))  # fmt: skip
+    job = Job(["parity", "all", "--no-mark"], model.env, state / "parity.log", PARITY_PROGRESS)
     code = job.wait()
     seconds = job.ended - job.began
     cpu = meter.end(sql.rows, {"chat-migrate": job.cpu_s})
@@ -892,6 +950,7 @@ def monolith_part(run: Run, state: Path, args: argparse.Namespace,
             "events_applied": int(backfilled),
             "rate": round(backfilled / cpu["with_backfill"].seconds, 1),
             "how": how, "ended_before_window_end": ended_early,
+            "throttle": None if job is None else throttle_summary(job),
         },
         "load_process_log": str(load.log),
     }  # fmt: skip
@@ -904,6 +963,8 @@ def monolith_part(run: Run, state: Path, args: argparse.Namespace,
               f"{f['max_ms']:.0f} ms, errors {f['errors']}")  # fmt: skip
     print(f"  the backfill applied {backfilled:,.0f} events in the window "
           f"({backfilled / cpu['with_backfill'].seconds:,.0f}/s)")  # fmt: skip
+    if job is not None:
+        print_throttle(throttle_summary(job))
     for name, window in cpu.items():
         print(f"  {name}:")
         print_profile(window, indent="    ")
