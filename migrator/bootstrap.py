@@ -18,8 +18,11 @@ from gateway.adapters.mariadb.control_schema import control_engine, ensure_schem
 from gateway.adapters.mariadb.job_board import MariaDbJobBoard
 from gateway.adapters.mariadb.phase_store import MariaDbPhaseStore
 from gateway.adapters.mariadb.room_catalog import MariaDbRoomCatalog
+from gateway.adapters.spool import HintSpool
 from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.adapters.mariadb.monolith_reader import MariaDbMonolithReader
+from migrator.adapters.gateway_spool import GatewayAdmin, SpoolLostRooms
+from migrator.adapters.mariadb.history import MariaDbRoomHistory
 from migrator.settings import MigratorSettings
 from newcore.adapters.hbase.read_store import HBaseReadStore
 from newcore.adapters.kafka.event_log import KafkaEventLog
@@ -79,3 +82,30 @@ def job_board(shared: Parts) -> MariaDbJobBoard:
     `shared`): what `chat-migrate job ...` and the admin API write, and a running job reads
     through `migrator.service.control.JobControls`."""
     return MariaDbJobBoard(shared.control)
+
+
+# -- repair: the monolith's history, the gateway spool's lost rooms --------------------------
+
+
+def room_history(shared: Parts) -> MariaDbRoomHistory:
+    """The monolith's message history, read-only (the repair's and the backfill's chunks)."""
+    return MariaDbRoomHistory(shared.monolith)
+
+
+def lost_rooms(settings: MigratorSettings) -> SpoolLostRooms:
+    """The lost-rooms list of the gateway spool at MIG_SPOOL_DIR; forgotten in the spool when
+    no gateway holds it, else through the admin API of the gateway at MIG_GATEWAY_ADMIN_HOST
+    and PORT when MIG_GATEWAY_ADMIN_TOKEN is set (migrator/adapters/gateway_spool.py)."""
+    spool, proxy = settings.spool, settings.gateway
+    admin = (
+        None
+        if proxy.admin_token is None
+        else GatewayAdmin(
+            f"http://{proxy.admin_host}:{proxy.admin_port}", proxy.admin_token.get_secret_value()
+        )
+    )
+
+    def open_spool() -> HintSpool:
+        return HintSpool(spool.dir, spool.max_bytes, fsync_interval_s=spool.fsync_interval_s)
+
+    return SpoolLostRooms(spool.dir, open_spool, admin)

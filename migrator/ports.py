@@ -155,3 +155,42 @@ class JobLocks(Protocol):
         changed) when another holder has it. Released when the context exits, and by the store
         when the holder's process dies (kill -9 included): a dead run never keeps a job."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class LostRoom:
+    """A room a gateway's hint spool lost hints of (past its bound, or a disk error): how many,
+    and when the first and the last were lost (unix seconds, the gateway's clock). The repair
+    sends range hints over the room (migrator/README.md, "Repair")."""
+
+    room_id: int
+    count: int
+    first_lost_at: float
+    last_lost_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What `LostRooms.forget` did: the rooms taken off the list, those kept (they lost hints
+    again since they were read), and how (in words, for the operator)."""
+
+    forgotten: list[int]
+    kept: list[int]
+    how: str
+
+
+class LostRooms(Protocol):
+    """The rooms a gateway's hint spool lost hints of (its lost-rooms list), for the repair.
+    Raises Misconfigured when the spool holds what this version cannot read, Unavailable when
+    it cannot be reached."""
+
+    def read(self) -> list[LostRoom]:
+        """The rooms listed now, by room id; [] when none. Never changes the list."""
+        ...
+
+    def forget(self, seen: Sequence[LostRoom], who: str, why: str) -> Forgotten:
+        """Takes the rooms of `seen` (as `read` gave them, before their hints were sent) off
+        the list, except those that lost hints again since (a higher count or a later last
+        loss: kept, to be repaired again). A room no longer listed is neither forgotten nor
+        kept. Durable when it returns."""
+        ...

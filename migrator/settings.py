@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from gateway.settings import ControlSettings, SpoolSettings
+from gateway.settings import ControlSettings, ProxySettings, SpoolSettings
 from legacy_adapters.settings import BinlogSourceSettings, LegacyDatabaseSettings
 from newcore.settings import (
     CapturerSettings,
@@ -85,6 +85,9 @@ class MigratorSettings(BaseModel):
     ops: MigratorOpsSettings
     control: ControlSettings
     spool: SpoolSettings
+    # The gateway that holds the spool (MIG_GATEWAY_ADMIN_HOST/PORT/TOKEN): `repair --lost-rooms`
+    # asks its admin API to forget the rooms it repaired.
+    gateway: ProxySettings
     database: LegacyDatabaseSettings
     binlog: BinlogSourceSettings
     kafka: KafkaSettings
@@ -104,6 +107,7 @@ class MigratorSettings(BaseModel):
             ops=read(MigratorOpsSettings),
             control=read(ControlSettings),
             spool=read(SpoolSettings),
+            gateway=read(ProxySettings),
             database=read(LegacyDatabaseSettings),
             binlog=read(BinlogSourceSettings),
             kafka=read(KafkaSettings),

@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,14 +30,42 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateway.domain.jobs import RATE_MAX, JobControl, JobState, check_job_name
+from gateway.domain.lost_rooms import may_forget
 from gateway.domain.phases import Phase, select_percentage
-from gateway.errors import ControlStoreMisconfigured, ControlStoreUnavailable
+from gateway.errors import ControlStoreMisconfigured, ControlStoreUnavailable, SpoolUnavailable
 from gateway.ports import JobBoard, PhaseStore, RoomCatalog
 from gateway.service.shadow import ShadowLedger
 
 
 class SpoolView(Protocol):
     def state(self) -> Any: ...
+
+
+@runtime_checkable
+class LostRoomsSpool(Protocol):
+    """A spool whose lost-rooms list a repair may clear (gateway.adapters.spool.HintSpool)."""
+
+    def lost_rooms(self) -> dict[int, Any]: ...
+
+    def forget_lost(self, room_ids: list[int]) -> None: ...
+
+
+class SeenLostRoom(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    room_id: int = Field(ge=1, le=4_294_967_295)
+    count: int = Field(ge=1)
+    last_lost_at: float
+
+
+class ForgetLostRequest(BaseModel):
+    """The rooms a repair sent hints for, as it read them from the lost-rooms list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rooms: list[SeenLostRoom] = Field(min_length=1, max_length=1_000_000)
+    who: str = Field(min_length=1, max_length=100)
+    why: str = Field(min_length=1, max_length=1000)
 
 
 class AdminParts:
@@ -181,6 +210,42 @@ def admin_app(parts: AdminParts) -> FastAPI:
     @admin.get("/spool")
     async def spool() -> Any:
         return plain(parts.spool.state())
+
+    @admin.post("/spool/lost-rooms/forget")
+    async def forget_lost(body: ForgetLostRequest) -> Any:
+        """`chat-migrate repair --lost-rooms` sent range hints for these rooms: they leave
+        the lost-rooms list, except a room that lost hints again since the repair read it
+        (`gateway.domain.lost_rooms.may_forget`; kept for the next repair). The check and the
+        forget run in one worker thread; a hint lost between the two (microseconds) is
+        forgotten with its room, and its write is still captured by the binlog source."""
+        spool = parts.spool
+        if not isinstance(spool, LostRoomsSpool):
+            raise HTTPException(501, "this gateway's spool keeps no lost-rooms list")
+
+        def forget() -> tuple[list[int], list[int]]:
+            lost = spool.lost_rooms()
+            chosen: list[int] = []
+            kept: list[int] = []
+            for seen in body.rooms:
+                now = lost.get(seen.room_id)
+                if now is None:
+                    continue
+                if may_forget(seen.count, seen.last_lost_at, now.count, now.last_lost_at):
+                    chosen.append(seen.room_id)
+                else:
+                    kept.append(seen.room_id)
+            spool.forget_lost(chosen)
+            return chosen, kept
+
+        try:
+            chosen, kept = await asyncio.to_thread(forget)
+        except SpoolUnavailable as exc:
+            raise HTTPException(503, f"spool unavailable: {exc}") from exc
+        logging.getLogger("gateway").info(
+            "lost rooms forgotten", extra={"forgotten": len(chosen), "kept": len(kept),
+                                           "who": body.who, "why": body.why},
+        )  # fmt: skip
+        return {"forgotten": chosen, "kept": kept}
 
     @admin.get("/rooms/{room_id}/timeline")
     async def timeline(
