@@ -36,6 +36,7 @@ from typing import Any
 
 import httpx
 import pymysql
+import pymysql.cursors
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
@@ -208,6 +209,7 @@ class GatewayWorld:
             "MIG_READ_API_PORT": str(self.read_api_port),
             "MIG_READ_API_SETTLE_S": "1",
         }
+        self._env = env
         gateway_env = dict(env)
         if kafka_relay is not None:
             gateway_env["MIG_KAFKA_BOOTSTRAP"] = stack.kafka_relay_bootstrap
@@ -244,6 +246,32 @@ class GatewayWorld:
         )  # fmt: skip
         # Rows written straight into the monolith's (scratch) database: its history.
         self.seed = MonolithWorld(self._db)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The MIG_* environment of this world's processes (a copy): its scratch databases,
+        topics, tables, control database and admin token, what `chat-migrate` needs to run
+        against this world."""
+        return dict(self._env)
+
+    @contextlib.contextmanager
+    def unlogged(self) -> Iterator[pymysql.connections.Connection[pymysql.cursors.Cursor]]:
+        """A session on the monolith's scratch database whose writes never reach the binlog
+        (`SET SESSION sql_log_bin = 0`), so nothing captures them: history written before
+        capture began, or a row changed behind the pipeline's back. That needs a privilege the
+        application's user lacks: the server's root over its socket, as `deploy/mariadb.sh
+        sql` (which applies the monolith's schema) connects."""
+        connection = pymysql.connect(
+            unix_socket=str(shared_state_dir() / "mariadb" / "mysqld.sock"), user="root",
+            database=self.database.db_name, charset="utf8mb4", autocommit=True,
+            sql_mode="STRICT_TRANS_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION",
+        )  # fmt: skip
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SET SESSION sql_log_bin = 0")
+            yield connection
+        finally:
+            connection.close()
 
     def _server(self) -> LegacyDatabaseSettings:
         return self.database.model_copy(update={"db_name": self.stack.db_name})
