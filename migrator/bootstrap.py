@@ -23,6 +23,7 @@ from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.adapters.mariadb.monolith_reader import MariaDbMonolithReader
 from migrator.adapters.gateway_spool import GatewayAdmin, SpoolLostRooms
 from migrator.adapters.mariadb.history import MariaDbRoomHistory
+from migrator.ports import Pipeline, RoomCursors
 from migrator.settings import MigratorSettings
 from newcore.adapters.hbase.read_store import HBaseReadStore
 from newcore.adapters.kafka.event_log import KafkaEventLog
@@ -109,3 +110,24 @@ def lost_rooms(settings: MigratorSettings) -> SpoolLostRooms:
         return HintSpool(spool.dir, spool.max_bytes, fsync_interval_s=spool.fsync_interval_s)
 
     return SpoolLostRooms(spool.dir, open_spool, admin)
+
+
+# -- parity: where the pipeline is, the monolith's cursors ------------------------------------
+
+
+def pipeline(settings: MigratorSettings) -> Pipeline:
+    """Where the capture pipeline is (read-only, no group joined): the monolith's binlog
+    position, the binlog source's checkpoint, the capturer's and updater's offsets on Kafka."""
+    from migrator.adapters.kafka.pipeline import KafkaPipeline
+
+    return KafkaPipeline(
+        settings.kafka, settings.topics, settings.binlog, settings.database,
+        settings.capturer.group, settings.updater.group,
+    )  # fmt: skip
+
+
+def room_cursors(shared: Parts) -> RoomCursors:
+    """The monolith's read cursors of a room, in pages (read-only)."""
+    from migrator.adapters.mariadb.cursors import MariaDbRoomCursors
+
+    return MariaDbRoomCursors(shared.monolith)
