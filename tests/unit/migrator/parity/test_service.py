@@ -1,0 +1,472 @@
+"""migrator/service/parity.py on in-memory adapters: the monolith (InMemoryMonolith), the read
+model (the SQLite read store), the pipeline (MemoryPipeline, played here), the control store
+(MemoryPhaseStore). What is proven: a clean room is clean and marked; differences made behind
+the pipeline's back are confirmed and classified; a row that changed after the frontier is
+re-checked and never reported; a row that keeps changing leaves the room late; a pipeline
+that does not reach a frontier makes rooms late; nothing is written on either side; big rooms
+stream (range re-checks for a room missing its messages, a read per message for a few)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Generator, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.adapters.embedded.memory_phase_store import MemoryPhaseStore
+from legacy_adapters.adapters.embedded.memory_monolith import InMemoryMonolith
+from legacy_adapters.domain.translation import LegacyMessageRow
+from migrator.adapters.embedded.memory_cursors import MemoryRoomCursors
+from migrator.adapters.embedded.memory_pipeline import MemoryPipeline
+from migrator.domain.parity import (
+    ABSENT,
+    DELETED,
+    DocumentWriter,
+    Header,
+    Kind,
+    ParityResult,
+    Verdict,
+    decode,
+)
+from migrator.ports import Frontier, RoomBounds
+from migrator.service.parity import (
+    ParityCheck,
+    ParityMetrics,
+    ParityOutcome,
+    ParityRequest,
+    Tuning,
+    legacy_rows,
+    prefetched,
+)
+from migrator.settings import ParitySettings
+from newcore.adapters.embedded.sqlite_read_store import SqliteReadStore
+from newcore.domain.events import CursorMoved, Event, MessageDeleted, MessageUpserted
+from newcore.domain.model import Message
+from newcore.domain.row_problems import RowProblem
+
+ROOM, OTHER = 7, 8
+FAST = Tuning(poll_s=0.001)
+
+
+def row(
+    mid: int, body: str | None = "本文 [To:1] 😀", room: int = ROOM, **fields: Any
+) -> LegacyMessageRow:
+    values: dict[str, Any] = dict(
+        message_id=mid, room_id=room, account_id=5, body=body, body_v1=None, body_raw=None,
+        send_time=1_700_000_000 + mid, update_time=0, created_at="2023-11-15 07:13:20", deleted=0,
+    )  # fmt: skip
+    values.update(fields)
+    return LegacyMessageRow(**values)
+
+
+class World:
+    """A monolith, a read model that the pipeline fills from it on `carry`, and a parity check
+    over them."""
+
+    def __init__(self, tmp: Path, **settings: Any) -> None:
+        self.monolith = InMemoryMonolith()
+        self.store = SqliteReadStore(tmp / "read-model.sqlite")
+        self.pipeline = MemoryPipeline()
+        self.phases = MemoryPhaseStore()
+        self.position = 0
+        self.settings = ParitySettings(**({"frontier_timeout_s": 0.5} | settings))
+        self.metrics = ParityMetrics()
+        for room in (ROOM, OTHER):
+            self.monolith.add_room(room)
+
+    def put(self, *rows: LegacyMessageRow) -> None:
+        for r in rows:
+            self.monolith.put(r)
+        self.pipeline.write()
+
+    def carry(self, rooms: Sequence[int] = (ROOM, OTHER)) -> None:
+        """The pipeline carries the monolith's current state into the read model."""
+        events: list[Event] = []
+        for room in rooms:
+            self.position += 1
+            read = self.monolith.read_range(room, 0, 2**64 - 1, 1_000_000)
+            live = {m.message_id for m in read.live}
+            events += [MessageUpserted(m, self.position, 0) for m in read.live]
+            events += [MessageDeleted(room, mid, self.position, 0) for mid in read.deleted]
+            held = {m.message_id for m in self.store.after(room, 0, 1_000_000)}
+            events += [MessageDeleted(room, mid, self.position, 0) for mid in held - live]
+            events += [
+                CursorMoved(cursor, self.position, 0)
+                for key, cursor in self.monolith.read_cursors(
+                    [k for k in self.monolith.cursors if k[0] == room]
+                ).items()
+            ]
+        self.store.apply(events)
+        self.pipeline.carry(list(rooms))
+
+    def check(self, **options: Any) -> ParityCheck:
+        return ParityCheck(
+            self.monolith, self.store, MemoryRoomCursors(self.monolith), self.pipeline,
+            self.phases, self.settings, metrics=self.metrics, tuning=FAST,
+            log=logging.getLogger("test"), **options,
+        )  # fmt: skip
+
+    def run(
+        self, rooms: Sequence[int] = (ROOM,), *, mark: bool = True, check: ParityCheck | None = None
+    ) -> tuple[ParityOutcome, ParityResult]:
+        pieces: list[str] = []
+        writers: list[DocumentWriter] = []
+
+        def open_sink(header: Header) -> DocumentWriter:
+            writers.append(DocumentWriter(pieces.append, header))
+            return writers[0]
+
+        request = ParityRequest(list(rooms), ",".join(map(str, rooms)), "tester", mark)
+        outcome = asyncio.run((check or self.check()).run(request, open_sink))
+        writers[0].close(outcome.summary)
+        return outcome, decode("".join(pieces))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    w = World(tmp_path)
+    yield w
+    w.store.close()
+
+
+def kinds(result: ParityResult, room: int = ROOM) -> list[tuple[Kind, int | None, str]]:
+    (report,) = [r for r in result.rooms if r.result.room_id == room]
+    return [(d.kind, d.message_id or d.account_id, d.field) for d in report.differences]
+
+
+def test_a_clean_room_is_clean_and_marked_with_its_frontier(world: World) -> None:
+    world.put(*(row(i) for i in range(1, 30)), row(30, deleted=1))
+    world.monolith.move_cursor(ROOM, 1, 29, 29)
+    world.carry()
+    outcome, result = world.run([ROOM, OTHER])
+    assert [r.result.verdict for r in result.rooms] == [Verdict.CLEAN, Verdict.CLEAN]
+    room = result.rooms[0].result
+    assert (room.legacy_rows, room.new_messages, room.cursors) == (30, 29, 1)
+    assert room.marked_clean and room.compared_at == result.header.frontier
+    record = world.phases.room(ROOM)
+    assert record.parity_clean_at is not None
+    assert record.parity_positions == room.positions()
+    assert "compared at binlog memory-bin.000001:" in room.positions()
+    assert (
+        outcome.summary.rooms[Verdict.CLEAN] == 2 and sum(outcome.summary.differences.values()) == 0
+    )
+    assert world.metrics.messages._value.get() == 30
+
+
+def test_differences_behind_the_pipeline_s_back_are_found_and_classified(world: World) -> None:
+    world.put(*(row(i) for i in range(1, 11)))
+    world.monolith.move_cursor(ROOM, 1, 5, 5)
+    world.monolith.move_cursor(ROOM, 2, 6, 6)
+    world.carry()
+    # Behind the pipeline's back (the read model never hears of these):
+    world.monolith.put(row(2, "edited", update_time=1_700_000_500))  # stale
+    world.monolith.put(row(3, "<b>same time</b>"))  # field_differs
+    world.monolith.put(row(4, deleted=1))  # soft delete: extra in new
+    world.monolith.purge(5)  # hard delete: extra in new
+    world.monolith.put(row(11))  # missing in new
+    world.monolith.put(row(12, body=None, body_raw=b"\xff\xfe"))  # unreadable and missing
+    world.monolith.move_cursor(ROOM, 1, 9, 9)  # cursor_differs
+    world.monolith.move_cursor(ROOM, 3, 1, 1)  # cursor_missing
+    world.pipeline.write()
+    world.pipeline.carry()  # every stage reaches every frontier; the read model is unchanged
+    outcome, result = world.run()
+    assert kinds(result) == [
+        (Kind.UNREADABLE_LEGACY, 12, "body"),
+        (Kind.STALE, 2, "body"), (Kind.STALE, 2, "update_time"),
+        (Kind.FIELD_DIFFERS, 3, "body"),
+        (Kind.EXTRA_IN_NEW, 4, "message"), (Kind.EXTRA_IN_NEW, 5, "message"),
+        (Kind.MISSING_IN_NEW, 11, "message"), (Kind.MISSING_IN_NEW, 12, "message"),
+        (Kind.CURSOR_DIFFERS, 1, "last_read_message_id"),
+        (Kind.CURSOR_DIFFERS, 1, "last_fetched_message_id"),
+        (Kind.CURSOR_MISSING, 3, "cursor"),
+    ]  # fmt: skip
+    differences = result.rooms[0].differences
+    by = {(d.message_id or d.account_id, d.field): d for d in differences}
+    assert (by[(2, "body")].legacy, by[(2, "body")].new) == ("edited", "本文 [To:1] 😀")
+    assert (by[(4, "message")].legacy, by[(5, "message")].legacy) == (DELETED, ABSENT)
+    assert by[(11, "message")].new == ABSENT
+    assert by[(1, "last_read_message_id")].legacy == "9"
+    room = result.rooms[0].result
+    assert room.verdict is Verdict.DIFFERENT and not room.marked_clean
+    assert world.phases.room(ROOM).parity_clean_at is None
+    assert outcome.summary.differences[Kind.STALE] == 2
+
+
+def test_unreadable_legacy_rows_alone_leave_a_room_clean(world: World) -> None:
+    world.put(row(1, body=None, body_raw=b"caf\xe9"), row(2, send_time=None, created_at=None))
+    world.carry()
+    _, result = world.run()
+    assert [k for k, _, _ in kinds(result)] == [Kind.UNREADABLE_LEGACY] * 2
+    assert result.rooms[0].result.verdict is Verdict.CLEAN
+
+
+class HookedPipeline(MemoryPipeline):
+    """The memory pipeline, with a hook just after each mark (but the first) and one after the
+    first frontier is reached: what the world does meanwhile."""
+
+    def __init__(self, on_mark: Callable[[int], None], after_first: Callable[[], None]) -> None:
+        super().__init__()
+        self.marks = 0
+        self._on_mark = on_mark
+        self._after_first = after_first
+        self._first_done = False
+
+    async def mark(self) -> Frontier:
+        frontier = await super().mark()
+        self.marks += 1
+        if self.marks > 1:
+            self._on_mark(self.marks)  # just after the frontier was marked
+        return frontier
+
+    async def reached(self, frontier: Frontier) -> bool:
+        done = await super().reached(frontier)
+        if done and not self._first_done:
+            self._first_done = True
+            self._after_first()
+        return done
+
+
+def hooked(world: World, on_mark: Callable[[int], None], after_first: Callable[[], None]) -> None:
+    pipeline = HookedPipeline(on_mark, after_first)
+    pipeline.binlog_end = world.pipeline.binlog_end
+    pipeline.carry()
+    world.pipeline = pipeline
+
+
+def test_a_row_written_after_the_frontier_is_rechecked_not_reported(world: World) -> None:
+    world.put(*(row(i) for i in range(1, 6)))
+    world.carry()
+
+    def written_after_the_frontier() -> None:  # the read model has not got it yet
+        world.put(row(3, "edited later", update_time=1_700_009_999), row(6))
+        world.monolith.purge(4)
+
+    hooked(world, on_mark=lambda _: world.carry(), after_first=written_after_the_frontier)
+    _, result = world.run()
+    room = result.rooms[0].result
+    assert room.verdict is Verdict.CLEAN and kinds(result) == []
+    assert room.rechecked == 3 and room.settled_at is not None
+    assert world.metrics.rechecks["settled"]._value.get() == 3
+
+
+def test_a_row_changing_through_every_recheck_leaves_the_room_late(world: World) -> None:
+    world.put(*(row(i) for i in range(1, 4)))
+    world.carry()
+    edits = iter(range(1, 100))
+
+    def edit() -> None:
+        world.put(row(2, f"edit {next(edits)}", update_time=1_700_000_000 + next(edits)))
+
+    def carry_then_edit(_: int) -> None:  # the read model always one edit behind
+        world.carry()
+        edit()
+
+    hooked(world, on_mark=carry_then_edit, after_first=edit)
+    _, result = world.run()
+    room = result.rooms[0].result
+    assert room.verdict is Verdict.LATE and kinds(result) == []
+    assert room.unsettled == 1 and room.reason is not None and "kept changing" in room.reason
+    assert room.rechecked == world.settings.recheck_rounds
+    assert not room.marked_clean and world.phases.room(ROOM).parity_clean_at is None
+
+
+def test_a_row_that_changed_then_held_its_difference_is_confirmed(world: World) -> None:
+    world.put(*(row(i) for i in range(1, 4)))
+    world.carry()
+
+    def on_mark(mark: int) -> None:
+        if mark == 2:  # changed once more during the first re-check's frontier
+            world.put(row(2, "second edit", update_time=1_700_000_900))
+        world.pipeline.carry()  # positions move; the read model never gets the edits
+
+    hooked(world, on_mark=on_mark, after_first=lambda: world.put(row(2, "first edit")))
+    _, result = world.run()
+    assert kinds(result) == [(Kind.STALE, 2, "body"), (Kind.STALE, 2, "update_time")]
+    (body, _) = result.rooms[0].differences
+    assert body.legacy == "second edit"
+
+
+def test_a_pipeline_that_does_not_reach_the_frontier_makes_every_room_late(world: World) -> None:
+    world.put(row(1))
+    world.carry()
+    world.put(row(2))  # the binlog moves on; the pipeline does not follow
+    _, result = world.run([ROOM, OTHER])
+    assert [r.result.verdict for r in result.rooms] == [Verdict.LATE, Verdict.LATE]
+    room = result.rooms[0].result
+    assert room.reason is not None and "did not reach binlog" in room.reason
+    assert room.legacy_rows == 0 and room.compared_at is None and kinds(result) == []
+    assert world.phases.room(ROOM).parity_clean_at is None
+
+
+def test_a_recheck_frontier_not_reached_makes_the_room_late(world: World) -> None:
+    world.put(row(1), row(2))
+    world.carry()
+
+    def move_on(_: int) -> None:
+        world.pipeline.write()
+
+    hooked(world, on_mark=move_on, after_first=lambda: world.put(row(3)))
+    _, result = world.run()
+    room = result.rooms[0].result
+    assert room.verdict is Verdict.LATE and kinds(result) == []
+    assert room.reason is not None and "1 row(s) of the room could not be re-checked" in room.reason
+
+
+def test_no_mark_leaves_the_control_store_alone(world: World) -> None:
+    world.put(row(1))
+    world.carry()
+    _, result = world.run(mark=False)
+    assert result.rooms[0].result.verdict is Verdict.CLEAN
+    assert not result.rooms[0].result.marked_clean
+    assert world.phases.room(ROOM).parity_clean_at is None
+
+
+class Watched:
+    """A read store that counts reads and refuses any write."""
+
+    def __init__(self, inner: SqliteReadStore) -> None:
+        self.inner = inner
+        self.calls: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "apply":
+            raise AssertionError("parity wrote to the read model")
+        self.calls[name] = self.calls.get(name, 0) + 1
+        return getattr(self.inner, name)
+
+
+def test_nothing_is_written_on_either_side(world: World) -> None:
+    world.put(*(row(i) for i in range(1, 20)))
+    world.monolith.move_cursor(ROOM, 4, 3, 3)
+    world.carry()
+    world.monolith.put(row(5, "behind the back"))
+    before_monolith = (dict(world.monolith.messages), dict(world.monolith.cursors))
+    before_position = world.store.room_position(ROOM)
+    before_cursor = world.store.cursor(ROOM, 4)
+    watched = Watched(world.store)
+    check = ParityCheck(
+        world.monolith, watched, MemoryRoomCursors(world.monolith), world.pipeline, world.phases,
+        world.settings, tuning=FAST,
+    )  # fmt: skip
+    world.run(check=check)
+    assert (dict(world.monolith.messages), dict(world.monolith.cursors)) == before_monolith
+    assert world.store.room_position(ROOM) == before_position
+    assert world.store.cursor(ROOM, 4) == before_cursor
+
+
+def test_a_room_missing_its_messages_is_rechecked_by_range_reads(world: World) -> None:
+    world.settings = ParitySettings(page=100, frontier_timeout_s=0.5)
+    world.put(*(row(i) for i in range(1, 3001)))
+    world.pipeline.carry()  # positions only: the read model holds none of it
+    watched = Watched(world.store)
+    check = ParityCheck(
+        world.monolith, watched, MemoryRoomCursors(world.monolith), world.pipeline, world.phases,
+        world.settings, tuning=FAST,
+    )  # fmt: skip
+    outcome, result = world.run(check=check)
+    assert outcome.summary.differences[Kind.MISSING_IN_NEW] == 3000
+    assert watched.calls.get("message", 0) == 0  # no read per message
+    assert result.rooms[0].result.rechecked == 3000
+
+
+def test_a_few_candidates_in_a_big_room_are_rechecked_one_by_one(world: World) -> None:
+    world.settings = ParitySettings(page=100, frontier_timeout_s=0.5)
+    world.put(*(row(i) for i in range(1, 2001)))
+    world.carry()
+    for mid in (10, 900, 1900):
+        world.monolith.put(row(mid, "behind the back"))
+    world.pipeline.write()
+    world.pipeline.carry()
+    watched = Watched(world.store)
+    check = ParityCheck(
+        world.monolith, watched, MemoryRoomCursors(world.monolith), world.pipeline, world.phases,
+        world.settings, tuning=FAST,
+    )  # fmt: skip
+    _, result = world.run(check=check)
+    assert [m for _, m, _ in kinds(result)] == [10, 900, 1900]
+    assert watched.calls["message"] == 3
+    assert watched.calls["after"] <= 2000 // 100 + 2  # the scan's pages, no range re-read
+
+
+class History:
+    def bounds(self, room_id: int) -> RoomBounds | None:
+        return RoomBounds(room_id, 1, 5, 5) if room_id == ROOM else None
+
+    def fingerprint(self) -> str:
+        return "test"
+
+    def chunk_ends(self, room_id: int, after: int, high: int, rows: int, count: int) -> list[int]:
+        return []
+
+    def activity(self, room_ids: Sequence[int], since_unix: int) -> dict[int, int]:
+        return {}
+
+
+class Bar:
+    def __init__(self) -> None:
+        self.totals: list[int | None] = []
+        self.done = 0
+        self.closed = False
+
+    def start(self, total: int | None) -> None:
+        self.totals.append(total)
+
+    def total(self, total: int) -> None:
+        self.totals.append(total)
+
+    def advance(self, rows: int) -> None:
+        self.done += rows
+
+    def note(self, fields: dict[str, str]) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_progress_counts_monolith_rows_against_the_rooms_measured(world: World) -> None:
+    world.put(*(row(i) for i in range(1, 6)))
+    world.carry()
+    bar = Bar()
+    world.run([ROOM, OTHER], check=world.check(history=History(), progress=bar))
+    assert bar.totals == [None, 5] and bar.done == 5 and bar.closed
+
+
+def test_legacy_rows_of_a_page_in_id_order_with_their_problems() -> None:
+    live = [Message(ROOM, 5, 1, "a", 1, 0), Message(ROOM, 2, 1, "b", 1, 0)]
+    problems = [RowProblem("messages", ROOM, 5, "why"), RowProblem("room_cursors", ROOM, 3, "x")]
+    rows = legacy_rows(live, [3], problems)
+    assert [(r.message_id, r.message is None, r.problems) for r in rows] == [
+        (2, False, ()), (3, True, ()), (5, False, ("why",))
+    ]  # fmt: skip
+
+
+def test_prefetched_pages_pass_errors_on_and_stop_early() -> None:
+    def failing() -> Iterator[list[int]]:
+        yield [1]
+        raise RuntimeError("the store went away")
+
+    pages = prefetched(failing())
+    assert next(pages) == [1]
+    with pytest.raises(RuntimeError, match="went away"):
+        next(pages)
+    produced: list[int] = []
+
+    def endless() -> Iterator[int]:
+        n = 0
+        while True:
+            n += 1
+            produced.append(n)
+            yield n
+
+    stream = prefetched(endless(), depth=2)
+    assert isinstance(stream, Generator)
+    assert next(stream) == 1
+    stream.close()  # the consumer stops: so does the producer
+    seen = len(produced)
+    assert seen <= 5
+    assert dataclasses.is_dataclass(ParityRequest)
