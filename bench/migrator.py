@@ -695,8 +695,35 @@ def mariadb_scan(run: Run, results: dict[str, Any]) -> Scan:
 # -- 2. parity -------------------------------------------------------------------------------
 
 
-# Messages compared so far, on parity's /metrics.
+# Messages compared so far, on parity's /metrics (migrator/service/parity.py).
 PARITY_PROGRESS = "migrator_parity_messages_total"
+
+
+def parity_summary(job: Job) -> dict[str, Any]:
+    """What parity's own metrics say at its last scrape: rooms by verdict, differences by kind,
+    candidates re-checked, the frontier waits (a parity that compares nothing because the
+    pipeline never reached its frontier is fast and worthless)."""
+    if not job.pages:
+        return {}
+    last = job.pages[-1][1]
+
+    def by(name: str, label: str) -> dict[str, float]:
+        values = {dict(labels).get(label, "") for n, labels in last if n == name}
+        return {v: total(last, name, **{label: v}) for v in sorted(values - {""})}
+
+    waits = total(last, "migrator_parity_frontier_wait_seconds_count")
+    return {
+        "messages": total(last, PARITY_PROGRESS),
+        "new_messages": total(last, "migrator_parity_new_messages_total"),
+        "cursors": total(last, "migrator_parity_cursors_total"),
+        "rooms": by("migrator_parity_rooms_total", "verdict"),
+        "differences": by("migrator_parity_differences_total", "kind"),
+        "candidates": total(last, "migrator_parity_candidates_total"),
+        "rechecks": by("migrator_parity_rechecks_total", "outcome"),
+        "frontier_waits": int(waits),
+        "frontier_wait_s": round(total(last, "migrator_parity_frontier_wait_seconds_sum"), 2),
+        "scraped_at_s": round(job.pages[-1][0], 1),
+    }  # fmt: skip
 
 
 def parity_part(run: Run, state: Path, model: ReadModel | None, args: argparse.Namespace,
@@ -733,11 +760,13 @@ def parity_part(run: Run, state: Path, model: ReadModel | None, args: argparse.N
                    "at_progress": at, "flat": flat,
                    "progress_from": "metric" if any(p for _, _, p in job.samples) else "time"},
         "job_cpu_s": round(job.cpu_s, 2), "cpu": cpu.figures(), "log": str(job.log),
+        "seen": parity_summary(job),
     }  # fmt: skip
     print(f"  parity: {sql.rows:,} messages in {seconds:.1f} s = {rate:,.0f} messages/s "
           f"(exit {code}); slower raw scan: {slower.what.split(':')[0]} {slower.rate:,.0f} rows/s; "
           f"RSS peak {job.peak_mb:.0f} MB, ru_maxrss {job.maxrss_mb:.0f} MB, "
           + ", ".join(f"{k} {v:.0f} MB" for k, v in at.items()))  # fmt: skip
+    print(f"  parity's own metrics (last scrape): {results['parity']['seen']}")
     print_profile(cpu)
 
 
