@@ -77,10 +77,10 @@ def world(stack: Stack) -> Iterator[World]:
             store.close()
 
 
-def script(world: World, *args: str, **env: str) -> Ran:
+def script(world: World, *args: str) -> Ran:
     """The console script, a process of its own."""
     done = subprocess.run(
-        [CHAT_MIGRATE, *args], env={**os.environ, **world.env, **env}, capture_output=True,
+        [CHAT_MIGRATE, *args], env={**os.environ, **world.env}, capture_output=True,
         text=True, timeout=60, check=False,
     )  # fmt: skip
     return Ran(done.returncode, done.stdout, done.stderr)
@@ -103,7 +103,7 @@ def cli(
     yield run
 
 
-def test_the_console_script_moves_rooms_and_refuses_unknown_ones(world: World) -> None:
+def test_the_console_script_moves_rooms_recording_who_and_why(world: World) -> None:
     ran = script(world, "cutover", "1001,1002", "--to", "dual_write", "--why", "MIG-7 first")
     assert ran.code == 0, ran.err
     assert "moved legacy -> dual_write (2): 1001, 1002" in ran.out
@@ -111,22 +111,18 @@ def test_the_console_script_moves_rooms_and_refuses_unknown_ones(world: World) -
     (moved,) = world.store.timeline(1001, 5)
     assert (moved.who, moved.why) == ("ops:integration", "MIG-7 first")
 
-    revision = world.store.revision()
-    ran = script(world, "cutover", "1003,99999", "--to", "dual_write", "--why", "typo")
-    assert ran.code == 2
-    assert "unknown room(s) 99999: not rooms of the monolith" in ran.err
-    assert world.store.revision() == revision and world.store.room(1003).phase == L
 
-    ran = script(world, "status", MIG_MARIADB_PORT="1")
-    assert ran.code == 4
-    assert "chat-migrate: unavailable:" in ran.err and "Traceback" not in ran.err
-
-
-def test_percent_steps_dry_run_rollback_kill_switch_and_status(
+def test_unknown_rooms_percent_steps_dry_run_rollback_kill_switch_and_status(
     world: World, cli: Callable[..., Ran]
 ) -> None:
     run = cli
     store = world.store
+    revision = store.revision()
+    ran = run("cutover", "1003,99999", "--to", "dual_write", "--why", "typo")
+    assert ran.code == 2
+    assert "unknown room(s) 99999: not rooms of the monolith" in ran.err
+    assert store.revision() == revision and store.room(1003).phase == L
+
     for step in ("1%", "10%", "100%"):
         ran = run("cutover", step, "--to", "dual_write", "--why", f"wave {step}", "--json")
         assert ran.code == 0, ran.err
@@ -175,3 +171,12 @@ def test_percent_steps_dry_run_rollback_kill_switch_and_status(
     assert {(a["room_id"], a["to"]) for a in actions[2:4]} == {(1005, "legacy"), (1006, "legacy")}
     assert all(a["who"] == "ops:integration" for a in actions)
     assert "last operator actions (newest first):" in run("status").out
+
+
+def test_a_store_it_cannot_reach_is_exit_4_without_a_traceback(
+    cli: Callable[..., Ran], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MIG_MARIADB_PORT", "1")
+    ran = cli("status")
+    assert ran.code == 4
+    assert "chat-migrate: unavailable: control store" in ran.err and "Traceback" not in ran.err
