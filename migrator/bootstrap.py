@@ -8,9 +8,10 @@ has its own function below that builds its service from them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from typing import TextIO
 
 from sqlalchemy import Engine
 
@@ -23,7 +24,8 @@ from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.adapters.mariadb.monolith_reader import MariaDbMonolithReader
 from migrator.adapters.gateway_spool import GatewayAdmin, SpoolLostRooms
 from migrator.adapters.mariadb.history import MariaDbRoomHistory
-from migrator.ports import Pipeline, RoomCursors
+from migrator.ports import CheckpointStore, Pipeline, RoomCursors
+from migrator.service.repair import ParityRound
 from migrator.settings import MigratorSettings
 from newcore.adapters.hbase.read_store import HBaseReadStore
 from newcore.adapters.kafka.event_log import KafkaEventLog
@@ -131,3 +133,67 @@ def room_cursors(shared: Parts) -> RoomCursors:
     from migrator.adapters.mariadb.cursors import MariaDbRoomCursors
 
     return MariaDbRoomCursors(shared.monolith)
+
+
+# -- status and reconcile: the jobs' checkpoints, parity rounds -------------------------------
+
+
+def checkpoint_store(shared: Parts) -> CheckpointStore:
+    """The jobs' checkpoints in the control store (`migrator_checkpoints`, made if missing):
+    what `chat-migrate status` summarises."""
+    from migrator.adapters.mariadb.checkpoints import MariaDbCheckpointStore, ensure_checkpoints
+
+    ensure_checkpoints(shared.control)
+    return MariaDbCheckpointStore(shared.control)
+
+
+def parity_rounds(
+    settings: MigratorSettings, shared: Parts, who: str
+) -> AbstractAsyncContextManager[ParityRound]:
+    """`chat-migrate reconcile`'s parity: each round a whole parity run over the rooms still
+    not clean (migrator/service/parity.py on the real stack), its result written under
+    MIG_PARITY_REPORTS_DIR/<run>/parity.json, clean rooms marked. The read model and the
+    pipeline's clients are closed on exit."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def rounds() -> AsyncIterator[ParityRound]:
+        from migrator.adapters.report.json_report import JsonResultFile
+        from migrator.domain.parity import Header, Verdict
+        from migrator.service.parity import ParityCheck, ParityRequest
+
+        store, where = read_store(settings), pipeline(settings)
+        check = ParityCheck(
+            monolith_reader(shared), store, room_cursors(shared), where, shared.phases,
+            settings.parity, history=room_history(shared),
+        )  # fmt: skip
+
+        async def parity_round(
+            rooms: list[int],
+        ) -> tuple[dict[int, Verdict], Callable[[], AbstractContextManager[TextIO]]]:
+            files: list[JsonResultFile] = []
+            verdicts: dict[int, Verdict] = {}
+
+            def open_sink(header: Header) -> JsonResultFile:
+                files.append(JsonResultFile(settings.parity.reports_dir / header.run, header))
+                return files[-1]
+
+            request = ParityRequest(rooms, f"reconcile of {len(rooms)} room(s)", who)
+            try:
+                outcome = await check.run(
+                    request, open_sink, lambda r: verdicts.__setitem__(r.room_id, r.verdict)
+                )
+            except BaseException:
+                for file in files:
+                    file.abandon()
+                raise
+            path = files[0].close(outcome.summary)
+            return verdicts, lambda: path.open(encoding="utf-8")
+
+        try:
+            yield parity_round
+        finally:
+            await where.close()
+            store.close()
+
+    return rounds()

@@ -202,7 +202,7 @@ async def _chunk_ends(
 # -- reconcile: parity -> repair -> parity ----------------------------------------------------
 
 
-class ParityCheck(Protocol):
+class ParityRound(Protocol):
     """One parity run over some rooms, its result written as a document `open_report` opens
     (`migrator/service/parity.py`, wired by the CLI)."""
 
@@ -227,7 +227,7 @@ class ReconcileOutcome:
 
 async def reconcile(
     rooms: list[int],
-    parity: ParityCheck,
+    parity: ParityRound,
     log: EventLog,
     *,
     max_rounds: int,

@@ -64,8 +64,9 @@ def real_parts() -> Iterator[CutoverParts]:
     settings = MigratorSettings.from_env()
     with bootstrap.parts(settings) as shared:
         yield CutoverParts(
-            shared.phases, shared.catalog, None, settings.ops.who, settings.parity.max_age_s
-        )
+            shared.phases, shared.catalog, bootstrap.checkpoint_store(shared), settings.ops.who,
+            settings.parity.max_age_s,
+        )  # fmt: skip
 
 
 ROOMS_HELP = "Rooms: ids (12,34), @file (one id per line), a sticky percentage (10%) or all."

@@ -26,7 +26,7 @@ from migrator.domain.selection import parse_rooms, resolve
 from migrator.errors import OperatorError
 from migrator.ports import LostRooms, RoomHistory
 from migrator.service.repair import (
-    ParityCheck,
+    ParityRound,
     ReconcileOutcome,
     RepairOutcome,
     each_hint,
@@ -50,7 +50,7 @@ class RepairParts:
     history: Callable[[], RoomHistory]
     lost_rooms: Callable[[], LostRooms]
     catalog: Callable[[], RoomCatalog]
-    parity: ParityCheck | None
+    parity: Callable[[str], AbstractAsyncContextManager[ParityRound]] | None  # who -> rounds
 
 
 Wiring = Callable[[], AbstractContextManager[RepairParts]]
@@ -81,7 +81,7 @@ def real_parts() -> Iterator[RepairParts]:
             history=lambda: bootstrap.room_history(shared),
             lost_rooms=lambda: bootstrap.lost_rooms(settings),
             catalog=lambda: shared.catalog,
-            parity=None,
+            parity=lambda who: bootstrap.parity_rounds(settings, shared, who),
         )
 
 
@@ -146,9 +146,11 @@ def register(app: typer.Typer, wiring: Wiring = real_parts) -> None:
             int, typer.Option("--max-rounds", help="Parity runs at most (1..20).")
         ] = 3,
         as_json: JsonOption = False,
+        who: WhoOption = None,
     ) -> None:
         """Per room: parity, repair what it found, parity again; until every room is clean
-        or --max-rounds parity runs are done. Exit 0 when every room ends clean, 2 when not."""
+        or --max-rounds parity runs are done (each run's result under MIG_PARITY_REPORTS_DIR,
+        clean rooms marked). Exit 0 when every room ends clean, 2 when not."""
         if not 1 <= max_rounds <= 20:
             raise OperatorError(f"--max-rounds is in 1..20, got {max_rounds}")
         selection = parse_rooms(rooms)
@@ -159,7 +161,7 @@ def register(app: typer.Typer, wiring: Wiring = real_parts) -> None:
                     "run `chat-migrate parity ROOMS`, then `chat-migrate repair REPORT.json`"
                 )
             chosen = resolve(selection, parts.catalog())
-            outcome = asyncio.run(_reconcile(parts, chosen, max_rounds))
+            outcome = asyncio.run(_reconcile(parts, chosen, max_rounds, who or parts.who))
         if as_json:
             typer.echo(json.dumps(reconcile_json(outcome), ensure_ascii=False, indent=2))
         else:
@@ -224,10 +226,12 @@ async def _lost_rooms(
         )  # fmt: skip
 
 
-async def _reconcile(parts: RepairParts, rooms: list[int], max_rounds: int) -> ReconcileOutcome:
+async def _reconcile(
+    parts: RepairParts, rooms: list[int], max_rounds: int, who: str
+) -> ReconcileOutcome:
     assert parts.parity is not None
-    async with parts.hints_log() as log:
-        return await reconcile(rooms, parts.parity, log, max_rounds=max_rounds)
+    async with parts.hints_log() as log, parts.parity(who) as parity:
+        return await reconcile(rooms, parity, log, max_rounds=max_rounds)
 
 
 # -- rendering -----------------------------------------------------------------------------

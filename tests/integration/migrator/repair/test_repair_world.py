@@ -275,3 +275,28 @@ def test_the_gateway_records_shadow_comparisons_that_status_and_the_guard_read(
     assert dry.code == 2
     reason = dry.out.split("because", 1)[1]
     assert "clean parity check" in reason and "shadow" not in reason
+
+
+def test_reconcile_runs_parity_repair_parity_until_clean(
+    seeded: Seeded, run: Run, tmp_path: Path
+) -> None:
+    world, room, b = seeded.world, seeded.room_b, seeded.b
+    world.until_read_model_matches([room])
+    behind_the_back(
+        world,
+        ("UPDATE messages SET body = %s, update_time = %s WHERE message_id = %s",
+         ("reconciled edit", int(time.time()), b[8])),
+    )  # fmt: skip
+    ran = run(
+        "reconcile", str(room), "--max-rounds", "3", "--json",
+        MIG_PARITY_REPORTS_DIR=str(tmp_path), MIG_PARITY_FRONTIER_TIMEOUT_S="30",
+    )  # fmt: skip
+    assert ran.code == 0, ran.out + ran.err
+    answer = json.loads(ran.out)
+    assert answer["clean"] == [room] and answer["not_clean"] == {}
+    first = answer["rounds"][0]
+    assert first["verdicts"] == {str(room): "different"} and first["hints"] == 1
+    assert answer["rounds"][-1]["verdicts"] == {str(room): "clean"}
+    assert world.read_model_rows(room)[b[8]][0] == "reconciled edit"
+    assert world.control.room(room).parity_clean_at is not None  # the clean round marked it
+    assert len(list(tmp_path.glob("*/parity.json"))) == len(answer["rounds"])

@@ -305,7 +305,12 @@ def test_reconcile_repairs_until_clean_or_the_bound(cli: Cli) -> None:
 
         return verdicts, opener
 
-    cli.parity = parity
+    @asynccontextmanager
+    async def rounds(who: str) -> AsyncIterator[object]:
+        assert who == "ops:test"
+        yield parity
+
+    cli.parity = rounds
     ran = cli("reconcile", "12,34", "--max-rounds", "3")
     assert ran.code == 2  # room 34 is not clean at the bound
     assert runs == [[12, 34], [12, 34], [34]]
