@@ -30,7 +30,7 @@ from gateway.service.shipping import HintShipper
 from gateway.settings import GatewaySettings
 from legacy_adapters.adapters.mariadb.directory import MariaDbAccountDirectory
 from legacy_adapters.adapters.mariadb.engine import make_engine
-from newcore.adapters.kafka.event_log import KafkaEventLog
+from newcore import bootstrap as newcore_bootstrap
 from newcore.adapters.ops import configure_logging
 from newcore.errors import Misconfigured
 from newcore.settings import SettingsError
@@ -62,7 +62,8 @@ def gateway(settings: GatewaySettings) -> Iterator[GatewayProcess]:
         settings.spool.max_bytes,
         fsync_interval_s=settings.spool.fsync_interval_s,
     )
-    hints = KafkaEventLog(settings.kafka, settings.topics.hints, settings.topics.partitions)
+    # Kafka, or the embedded topics (MIG_ENGINE): newcore's composition root picks.
+    hints = newcore_bootstrap.hints_log(settings.engine, settings.kafka, settings.topics)
     shipper = HintShipper(
         spool, hints, batch=settings.spool.ship_batch, backoff_ms=settings.spool.backoff_ms,
         max_backoff_ms=settings.spool.max_backoff_ms,

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from legacy_adapters.settings import LegacyDatabaseSettings
-from newcore.settings import KafkaSettings, TopicSettings, read
+from newcore.settings import EngineSettings, KafkaSettings, TopicSettings, read
 
 _ORIGIN_HINT = "http://host:port, nothing else (no path, no query, no user)"
 
@@ -141,6 +141,8 @@ class GatewaySettings(BaseModel):
     database: LegacyDatabaseSettings
     kafka: KafkaSettings
     topics: TopicSettings
+    # Kafka, or the embedded topics (MIG_ENGINE): where the shipper appends the spool's hints.
+    engine: EngineSettings = Field(default_factory=EngineSettings.default)
 
     @classmethod
     def from_env(cls) -> GatewaySettings:
@@ -153,4 +155,5 @@ class GatewaySettings(BaseModel):
             database=read(LegacyDatabaseSettings),
             kafka=read(KafkaSettings),
             topics=read(TopicSettings),
+            engine=read(EngineSettings),
         )

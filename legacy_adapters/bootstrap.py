@@ -10,18 +10,27 @@ from legacy_adapters.adapters.mariadb.binlog_reader import MariaDbBinlog
 from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.service.binlog_source import BinlogSource
 from legacy_adapters.settings import LegacyDatabaseSettings, LegacySettings
+from newcore import bootstrap as newcore_bootstrap
+from newcore.adapters.embedded.file_checkpointed_log import FileCheckpointedLog
 from newcore.adapters.kafka.checkpoints import KafkaCheckpointedLog
 from newcore.adapters.ops import WithOps, configure_logging
+from newcore.ports import CheckpointedLog
 
 
 def binlog_source(settings: LegacySettings) -> tuple[WithOps, BinlogSource]:
-    """The binlog source (MariaDB's binlog as a replica; hints and checkpoints to Kafka) with
+    """The binlog source (MariaDB's binlog as a replica; hints and checkpoints to Kafka, or to
+    the embedded topics with `MIG_ENGINE=embedded`, its identity the transactional id) with
     its ops endpoint; the source itself for its exit code."""
     s = settings.binlog
-    output = KafkaCheckpointedLog(
-        settings.kafka, settings.topics, s.checkpoint_topic, s.transactional_id,
-        s.transaction_timeout_ms,
-    )  # fmt: skip
+    output: CheckpointedLog
+    if settings.engine.embedded:
+        topics = newcore_bootstrap.embedded_topics(settings.engine, settings.topics)
+        output = FileCheckpointedLog(topics, s.transactional_id)
+    else:
+        output = KafkaCheckpointedLog(
+            settings.kafka, settings.topics, s.checkpoint_topic, s.transactional_id,
+            s.transaction_timeout_ms,
+        )  # fmt: skip
     source = BinlogSource(
         MariaDbBinlog(settings.database, s.server_id), output, settings.topics, s,
         configure_logging("binlog-source"),

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from newcore.settings import KafkaSettings, TopicSettings, read
+from newcore.settings import EngineSettings, KafkaSettings, TopicSettings, read
 
 
 class LegacyDatabaseSettings(BaseSettings):
@@ -62,6 +62,7 @@ class LegacySettings(BaseModel):
     binlog: BinlogSourceSettings
     kafka: KafkaSettings
     topics: TopicSettings
+    engine: EngineSettings = Field(default_factory=EngineSettings.default)
 
     @classmethod
     def from_env(cls) -> LegacySettings:
@@ -71,4 +72,5 @@ class LegacySettings(BaseModel):
             binlog=read(BinlogSourceSettings),
             kafka=read(KafkaSettings),
             topics=read(TopicSettings),
+            engine=read(EngineSettings),
         )

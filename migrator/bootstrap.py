@@ -27,8 +27,7 @@ from migrator.adapters.mariadb.history import MariaDbRoomHistory
 from migrator.ports import CheckpointStore, Pipeline, RoomCursors
 from migrator.service.repair import ParityRound
 from migrator.settings import MigratorSettings
-from newcore.adapters.hbase.read_store import HBaseReadStore
-from newcore.adapters.kafka.event_log import KafkaEventLog
+from newcore import bootstrap as newcore_bootstrap
 from newcore.ports import EventLog, MonolithReader, ReadStore
 
 
@@ -62,14 +61,17 @@ def parts(settings: MigratorSettings) -> Iterator[Parts]:
 
 
 def hints_log(settings: MigratorSettings) -> EventLog:
-    """The hints topic, where backfill and repair append (the same pipe as live writes)."""
-    t = settings.topics
-    return KafkaEventLog(settings.kafka, t.hints, t.partitions, append_timeout_ms=30_000)
+    """The hints topic, where backfill and repair append (the same pipe as live writes): on
+    Kafka, or the embedded topics (MIG_ENGINE), as newcore's composition root picks it."""
+    return newcore_bootstrap.hints_log(
+        settings.engine, settings.kafka, settings.topics, append_timeout_ms=30_000
+    )
 
 
 def read_store(settings: MigratorSettings) -> ReadStore:
-    """The read model, read-only use (parity, the backfill's "visible" check)."""
-    return HBaseReadStore(settings.hbase)
+    """The read model, read-only use (parity, the backfill's "visible" check): HBase, or the
+    embedded SQLite file (MIG_ENGINE)."""
+    return newcore_bootstrap.read_store(settings.engine, settings.hbase)
 
 
 def monolith_reader(shared: Parts) -> MonolithReader:
@@ -119,7 +121,15 @@ def lost_rooms(settings: MigratorSettings) -> SpoolLostRooms:
 
 def pipeline(settings: MigratorSettings) -> Pipeline:
     """Where the capture pipeline is (read-only, no group joined): the monolith's binlog
-    position, the binlog source's checkpoint, the capturer's and updater's offsets on Kafka."""
+    position, the binlog source's checkpoint, the capturer's and updater's offsets on Kafka,
+    or in the embedded files (MIG_ENGINE=embedded)."""
+    if settings.engine.embedded:
+        from migrator.adapters.embedded.file_pipeline import FilePipeline
+
+        return FilePipeline(
+            newcore_bootstrap.embedded_topics(settings.engine, settings.topics), settings.topics,
+            settings.binlog, settings.database, settings.capturer.group, settings.updater.group,
+        )  # fmt: skip
     from migrator.adapters.kafka.pipeline import KafkaPipeline
 
     return KafkaPipeline(

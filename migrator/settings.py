@@ -16,6 +16,7 @@ from gateway.settings import ControlSettings, ProxySettings, SpoolSettings
 from legacy_adapters.settings import BinlogSourceSettings, LegacyDatabaseSettings
 from newcore.settings import (
     CapturerSettings,
+    EngineSettings,
     HBaseSettings,
     KafkaSettings,
     TopicSettings,
@@ -97,6 +98,9 @@ class MigratorSettings(BaseModel):
     # capturer's range page bounds the backfill's chunk.
     capturer: CapturerSettings
     updater: UpdaterSettings
+    # Kafka and HBase, or the embedded files (MIG_ENGINE, MIG_EMBEDDED_DIR): the jobs' hints
+    # log, read store and pipeline positions (migrator/bootstrap.py picks them).
+    engine: EngineSettings = Field(default_factory=EngineSettings.default)
 
     @classmethod
     def from_env(cls) -> MigratorSettings:
@@ -115,4 +119,5 @@ class MigratorSettings(BaseModel):
             hbase=read(HBaseSettings),
             capturer=read(CapturerSettings),
             updater=read(UpdaterSettings),
+            engine=read(EngineSettings),
         )

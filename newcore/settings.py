@@ -11,7 +11,8 @@ a process and the stack agree.
 
 from __future__ import annotations
 
-from typing import TypeVar
+from pathlib import Path
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,53 @@ _TOPIC = r"^[A-Za-z0-9._-]{1,200}$"
 
 class SettingsError(Misconfigured):
     """A bad setting, named by its variable; never its value (it may be a secret)."""
+
+
+class EngineSettings(BaseSettings):
+    """Which engine the new core runs on (DESIGN.md, "Two ways to run the new core"), read by
+    every composition root, so that one setting moves every process at once:
+
+    - `MIG_ENGINE=kafka-hbase` (the default): the event log on Kafka, the read model on HBase.
+    - `MIG_ENGINE=embedded`: no JVM. The topics are files under `MIG_EMBEDDED_DIR/log`
+      (`newcore/adapters/embedded/file_topics.py`: transactions by a redo journal, shared by
+      the processes through a file lock), the read model one SQLite file,
+      `MIG_EMBEDDED_DIR/read-model.sqlite`. For a first look and small installs on one machine:
+      the same programs, the same contract suites, one disk.
+
+    `MIG_EMBEDDED_DIR` defaults to `embedded/` in the state dir (`MIG_STATE_DIR`, `.state`),
+    where deploy/ puts it too. The topics' names and partition count (`TopicSettings`) and the
+    groups are the same settings on both engines."""
+
+    model_config = SettingsConfigDict(env_prefix="MIG_", extra="ignore", frozen=True)
+
+    engine: Literal["kafka-hbase", "embedded"] = "kafka-hbase"
+    embedded_dir: Path | None = None
+    state_dir: Path = Path(".state")
+
+    @classmethod
+    def default(cls) -> EngineSettings:
+        """The default engine, without reading the environment (a settings object built in
+        code, e.g. by a test, runs on Kafka and HBase unless told otherwise)."""
+        return cls.model_construct()
+
+    @property
+    def embedded(self) -> bool:
+        return self.engine == "embedded"
+
+    @property
+    def directory(self) -> Path:
+        """Where the embedded engine keeps everything."""
+        return self.embedded_dir if self.embedded_dir is not None else self.state_dir / "embedded"
+
+    @property
+    def log_dir(self) -> Path:
+        """The embedded topics' root (hints, events, dead letters, sources' checkpoints)."""
+        return self.directory / "log"
+
+    @property
+    def read_model(self) -> Path:
+        """The embedded read model's SQLite file."""
+        return self.directory / "read-model.sqlite"
 
 
 class KafkaSettings(BaseSettings):
@@ -138,6 +186,7 @@ class NewCoreSettings(BaseModel):
     capturer: CapturerSettings
     updater: UpdaterSettings
     read_api: ReadApiSettings
+    engine: EngineSettings = Field(default_factory=EngineSettings.default)
 
     @classmethod
     def from_env(cls) -> NewCoreSettings:
@@ -149,6 +198,7 @@ class NewCoreSettings(BaseModel):
             capturer=read(CapturerSettings),
             updater=read(UpdaterSettings),
             read_api=read(ReadApiSettings),
+            engine=read(EngineSettings),
         )
 
 
