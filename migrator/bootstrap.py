@@ -8,10 +8,16 @@ has its own function below that builds its service from them.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, AbstractContextManager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from sqlalchemy import Engine
 
@@ -29,6 +35,10 @@ from migrator.service.repair import ParityRound
 from migrator.settings import MigratorSettings
 from newcore import bootstrap as newcore_bootstrap
 from newcore.ports import EventLog, MonolithReader, ReadStore
+
+if TYPE_CHECKING:
+    from migrator.service.backfill import Backfill, BackfillMetrics, ProgressView
+    from migrator.settings import BackfillSettings
 
 
 @dataclass
@@ -143,6 +153,53 @@ def room_cursors(shared: Parts) -> RoomCursors:
     from migrator.adapters.mariadb.cursors import MariaDbRoomCursors
 
     return MariaDbRoomCursors(shared.monolith)
+
+
+# -- backfill: the job with every real part ---------------------------------------------------
+
+
+@asynccontextmanager
+async def backfill_job(
+    settings: MigratorSettings,
+    backfill: BackfillSettings,
+    who: str,
+    *,
+    metrics: BackfillMetrics,
+    progress: ProgressView,
+    log: logging.Logger,
+) -> AsyncIterator[Backfill]:
+    """`chat-migrate backfill`'s job (migrator/service/backfill.py) on the real stack: the
+    monolith's history and health on its MariaDB, range hints to the hints topic, the read
+    model on HBase, the capture lag from Kafka, checkpoints, job lock, marks and the operator's
+    controls in the control store (`migrator_checkpoints` made here if missing). `backfill`:
+    the job's settings with the command's options applied. Everything is closed on exit."""
+    from migrator.adapters.mariadb.checkpoints import MariaDbCheckpointStore, ensure_checkpoints
+    from migrator.adapters.mariadb.health import MariaDbMonolithHealth
+    from migrator.service.backfill import Backfill
+    from migrator.service.control import JobControls
+
+    with parts(settings) as shared:
+        ensure_checkpoints(shared.control)
+        checkpoints = MariaDbCheckpointStore(shared.control)
+        board = job_board(shared)
+        hints, store, where = hints_log(settings), read_store(settings), pipeline(settings)
+
+        def controls(job: str) -> JobControls:
+            return JobControls(board, job, "backfill", who, log=log)
+
+        t = settings.topics
+        try:
+            yield Backfill(
+                history=room_history(shared), health=MariaDbMonolithHealth(shared.monolith),
+                pipeline=where, hints=hints, read_store=store, phases=shared.phases,
+                catalog=shared.catalog, checkpoints=checkpoints, locks=checkpoints,
+                controls=controls, settings=backfill, range_page=settings.capturer.range_page,
+                target=f"{t.hints}/{t.partitions}", metrics=metrics, progress=progress, log=log,
+            )  # fmt: skip
+        finally:
+            await hints.close()
+            await where.close()
+            store.close()
 
 
 # -- status and reconcile: the jobs' checkpoints, parity rounds -------------------------------

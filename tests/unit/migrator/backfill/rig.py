@@ -30,6 +30,7 @@ from migrator.service.backfill import (
     BackfillMetrics,
     BackfillOutcome,
     BackfillRequest,
+    ProgressView,
     Tuning,
 )
 from migrator.service.control import JobControls
@@ -330,6 +331,7 @@ class World:
         settings: BackfillSettings | None = None,
         tuning: Tuning | None = None,
         metrics: BackfillMetrics | None = None,
+        progress: ProgressView | None = None,
     ) -> Backfill:
         log = logging.getLogger("test.backfill")
 
@@ -344,7 +346,7 @@ class World:
             read_store=self.read_store, phases=self.phases,
             catalog=MemoryRoomCatalog(self.rooms or [1]), checkpoints=self.checkpoints,
             locks=self.checkpoints, controls=controls, settings=settings or self.settings,
-            range_page=RANGE_PAGE, target="hints/4", metrics=metrics, log=log,
+            range_page=RANGE_PAGE, target="hints/4", metrics=metrics, progress=progress, log=log,
             tuning=tuning or Tuning(), clock=self.time.clock, monotonic=self.time.monotonic,
             sleep=self.time.sleep,
         )  # fmt: skip
