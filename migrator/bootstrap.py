@@ -168,11 +168,12 @@ async def backfill_job(
     progress: ProgressView,
     log: logging.Logger,
 ) -> AsyncIterator[Backfill]:
-    """`chat-migrate backfill`'s job (migrator/service/backfill.py) on the real stack: the
-    monolith's history and health on its MariaDB, range hints to the hints topic, the read
-    model on HBase, the capture lag from Kafka, checkpoints, job lock, marks and the operator's
-    controls in the control store (`migrator_checkpoints` made here if missing). `backfill`:
-    the job's settings with the command's options applied. Everything is closed on exit."""
+    """`chat-migrate backfill`'s job (migrator/service/backfill.py) on its real parts: the
+    monolith's history and health on its MariaDB; range hints to the hints topic, the read
+    model and the capture lag on the new core's engine (MIG_ENGINE: Kafka and HBase, or the
+    embedded files); checkpoints, job lock, marks and the operator's controls in the control
+    store (`migrator_checkpoints` made here if missing). `backfill`: the job's settings with
+    the command's options applied. Everything is closed on exit."""
     from migrator.adapters.mariadb.checkpoints import MariaDbCheckpointStore, ensure_checkpoints
     from migrator.adapters.mariadb.health import MariaDbMonolithHealth
     from migrator.service.backfill import Backfill
