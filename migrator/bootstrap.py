@@ -38,7 +38,9 @@ from newcore.ports import EventLog, MonolithReader, ReadStore
 
 if TYPE_CHECKING:
     from migrator.service.backfill import Backfill, BackfillMetrics, ProgressView
-    from migrator.settings import BackfillSettings
+    from migrator.service.parity import ParityJob, ParityMetrics
+    from migrator.service.parity import ProgressView as ParityProgress
+    from migrator.settings import BackfillSettings, ParitySettings
 
 
 @dataclass
@@ -265,3 +267,37 @@ def parity_rounds(
             store.close()
 
     return rounds()
+
+
+# -- parity: the job with every real part -----------------------------------------------------
+
+
+@asynccontextmanager
+async def parity_job(
+    settings: MigratorSettings,
+    parity: ParitySettings,
+    *,
+    metrics: ParityMetrics,
+    progress: ParityProgress,
+    log: logging.Logger,
+) -> AsyncIterator[ParityJob]:
+    """`chat-migrate parity`'s job (migrator/service/parity.py) on the real stack: the
+    monolith's rows, cursors and history on its MariaDB (read only), the read model on HBase
+    (read only), where the pipeline is from Kafka (no group joined), clean marks in the control
+    store. `parity`: the job's settings with the command's options applied. Closed on exit."""
+    from migrator.service.parity import ParityCheck, ParityJob
+
+    with parts(settings) as shared:
+        store, where = read_store(settings), pipeline(settings)
+        try:
+            yield ParityJob(
+                ParityCheck(
+                    monolith_reader(shared), store, room_cursors(shared), where, shared.phases,
+                    parity, history=room_history(shared), metrics=metrics, progress=progress,
+                    log=log,
+                ),
+                shared.catalog,
+            )  # fmt: skip
+        finally:
+            await where.close()
+            store.close()

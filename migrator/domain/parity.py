@@ -43,7 +43,11 @@ monolith's current state is no difference (it was lag); still different, with th
 state unchanged since the scan, is a difference that holds at a frontier the read model
 reached: confirmed; the monolith's state changed meanwhile: written during the check, re-checked
 again (from the state just read) at the next frontier, and never reported; still changing after
-`recheck_rounds`: *unsettled*, which keeps the room from clean without calling it different.
+`recheck_rounds`: *unsettled*, which keeps the room from clean without calling it different. A
+row that changes faster than the pipeline's lag (a cursor a client moves every second) never
+reads the same on both sides at one moment: the states the monolith shows while a frontier is
+awaited are sampled, and a read model holding one of them, a state the monolith had after the
+frontier, has caught up (settled).
 
 ## The interface
 
@@ -56,8 +60,9 @@ again (from the state just read) at the next frontier, and never reported; still
   (a room's monolith rows and its live read-model messages) into `MessageCandidate`s and
   `unreadable_legacy` `Difference`s, holding one row of each side at a time.
   `compare_cursor(...)` -> `CursorCandidate | None`.
-- `recheck_message(candidate, legacy_now, new_now)`, `recheck_cursor(...)`: `Settled` (no
-  difference now), `Confirmed(differences)`, or `Changed(next_candidate)`.
+- `recheck_message(candidate, legacy_now, new_now, seen_since)`, `recheck_cursor(...)`:
+  `Settled` (no difference now), `Confirmed(differences)`, or `Changed(next_candidate)`;
+  `state_digest` (what `seen_since` holds).
 - `Verdict` (clean, different, late), `RoomResult` (one room's outcome and counts; `verdict_of`
   decides it), `Header`, `Summary`.
 - The result document, `{"schema": "chat-migration/parity", "version": 1, ...}`:
@@ -93,9 +98,10 @@ again (from the state just read) at the next frontier, and never reported; still
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Final
@@ -453,32 +459,67 @@ class Changed:
 Outcome = Settled | Confirmed | Changed
 
 
+def state_digest(state: Message | ReadCursor | None) -> bytes:
+    """A short digest of a row's state (None: not live), to remember which states the
+    monolith showed while a frontier was awaited without holding their bodies."""
+    if state is None:
+        return b"-"
+    if isinstance(state, Message):
+        fields: tuple[object, ...] = (
+            "m",
+            state.account_id,
+            state.body,
+            state.send_time,
+            state.update_time,
+        )
+    else:
+        fields = ("c", state.last_read_message_id, state.last_fetched_message_id)
+    return hashlib.blake2b(repr(fields).encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 def recheck_message(
-    candidate: MessageCandidate, legacy_now: Message | None, new_now: Message | None
+    candidate: MessageCandidate,
+    legacy_now: Message | None,
+    new_now: Message | None,
+    seen_since: Collection[bytes] = (),
 ) -> Outcome:
-    """`legacy_now` and `new_now` are both read after the read model reached a frontier marked
-    after `candidate.legacy` was read, the read model's first (module docstring: a row that
-    did not change from before the frontier to after the read model's read was the same all
-    along, so the read model, past the frontier, had to show it)."""
-    unchanged = legacy_now == candidate.legacy  # None == None: gone both times
-    gone_as = candidate.gone_as if unchanged else GONE
-    found = compare_messages(candidate.room_id, candidate.message_id, legacy_now, new_now, gone_as)
-    if not found:
+    """The candidate read again once the read model reached a frontier marked after
+    `candidate.legacy` was read: the read model's state (`new_now`) first, then the
+    monolith's (`legacy_now`). `seen_since`: digests (`state_digest`) of the states the
+    monolith showed between that frontier's mark and now, when they were sampled.
+
+    - the same on both sides now, or the read model holding a state the monolith showed after
+      the frontier: **settled** (a row changing faster than the pipeline's lag is caught up
+      with, even if never at the moment of a read);
+    - else, the monolith's state unchanged from before the frontier to now (and in every
+      sample): **confirmed** (the state held all along, so the read model, past the frontier,
+      had to show it);
+    - else **changed**: re-checked again from `legacy_now`, never reported."""
+    found = compare_messages(
+        candidate.room_id, candidate.message_id, legacy_now, new_now, candidate.gone_as
+    )
+    if not found or state_digest(new_now) in seen_since:
         return Settled()
-    if unchanged:
-        return Confirmed(tuple(found))
+    before = state_digest(candidate.legacy)
+    if legacy_now == candidate.legacy and all(seen == before for seen in seen_since):
+        return Confirmed(tuple(found))  # None == None: gone all along
+    found = compare_messages(candidate.room_id, candidate.message_id, legacy_now, new_now, GONE)
     return Changed(replace(candidate, legacy=legacy_now, gone_as=GONE, differences=tuple(found),
                            between=None))  # fmt: skip
 
 
 def recheck_cursor(
-    candidate: CursorCandidate, legacy_now: ReadCursor | None, new_now: ReadCursor | None
+    candidate: CursorCandidate,
+    legacy_now: ReadCursor | None,
+    new_now: ReadCursor | None,
+    seen_since: Collection[bytes] = (),
 ) -> Outcome:
     """As `recheck_message`. A cursor gone from the monolith has nothing to compare: settled."""
     found = compare_cursors(candidate.room_id, candidate.account_id, legacy_now, new_now)
-    if not found:
+    if not found or state_digest(new_now) in seen_since:
         return Settled()
-    if legacy_now == candidate.legacy:
+    before = state_digest(candidate.legacy)
+    if legacy_now == candidate.legacy and all(seen == before for seen in seen_since):
         return Confirmed(tuple(found))
     assert legacy_now is not None
     return Changed(replace(candidate, legacy=legacy_now, differences=tuple(found)))

@@ -23,7 +23,11 @@ One run, in order:
    (`domain.parity.recheck_*`): the same now is lag, not a difference; still different with
    the monolith's state unchanged is **confirmed** and reported; changed meanwhile (written
    during the check) goes to the next round from the state just read, and is never reported.
-   Candidates still changing after the last round are **unsettled** (the room is late). The
+   Candidates still changing after the last round are **unsettled** (the room is late).
+   While a frontier is awaited, the monolith's states of the candidates are sampled (at most
+   `sample_limit` candidates, right after the mark and after each look): a read model that
+   holds one of them holds a state the monolith had after the frontier, and is caught up with
+   a row that changes faster than the pipeline's lag (a cursor a client moves every second). The
    read model's side of a chunk of candidates is one range read when the scan found them
    close together (a room missing most of its messages), else one read per message.
 4. **Outcome**, per room: different (a confirmed blocking difference), late, or clean; a clean
@@ -53,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -66,7 +71,7 @@ from typing import IO, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from gateway.ports import PhaseStore
+from gateway.ports import PhaseStore, RoomCatalog
 from migrator.domain.parity import (
     BLOCKING,
     DELETED,
@@ -86,6 +91,7 @@ from migrator.domain.parity import (
     merge,
     recheck_cursor,
     recheck_message,
+    state_digest,
     verdict_of,
 )
 from migrator.ports import Frontier, Pipeline, RoomCursors, RoomHistory
@@ -98,6 +104,11 @@ T = TypeVar("T")
 
 SPILL_IN_MEMORY = 4 << 20  # bytes of candidates kept in memory before the spill goes to disk
 PREFETCH = 2  # pages read ahead of the merge, per side
+SAMPLES_PER_ROW = 64  # distinct monolith states remembered per candidate while waiting
+
+# The digests of the states the monolith showed per candidate ("m", id) or ("c", account)
+# since a frontier was marked (domain.parity.state_digest).
+Seen = dict[tuple[str, int], set[bytes]]
 
 
 class ResultSink(Protocol):
@@ -191,11 +202,21 @@ class ParityOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class ParityJob:
+    """What `chat-migrate parity` opens: the check, and the monolith's room list its ROOMS are
+    resolved against."""
+
+    check: ParityCheck
+    catalog: RoomCatalog
+
+
+@dataclass(frozen=True, slots=True)
 class Tuning:
     """How often the job looks: production defaults; tests go faster."""
 
     poll_s: float = 0.2  # between two looks at whether a frontier is reached
     measure_workers: int = 4  # rooms measured at once for the progress bar
+    sample_limit: int = 1000  # candidates whose states are sampled while a frontier is awaited
 
 
 class ParityCheck:
@@ -271,12 +292,16 @@ class ParityCheck:
 
     # -- frontiers ---------------------------------------------------------------------------
 
-    async def _wait(self, frontier: Frontier) -> bool:
-        """Polls until the read model reached `frontier`; False at the timeout."""
+    async def _wait(self, frontier: Frontier, sample: Callable[[], None] | None = None) -> bool:
+        """Polls until the read model reached `frontier`; False at the timeout. `sample` (run
+        in a worker thread) right after the mark and after each look that found it not
+        reached yet: the monolith's states of the candidates meanwhile."""
         began = time.monotonic()
         deadline = began + self._settings.frontier_timeout_s
         try:
             while True:
+                if sample is not None:
+                    await asyncio.to_thread(sample)
                 if await self._pipeline.reached(frontier):
                     return True
                 if time.monotonic() >= deadline:
@@ -337,7 +362,14 @@ class ParityCheck:
                     if not left:
                         break
                     frontier = await self._pipeline.mark()
-                    if not await self._wait(frontier):
+                    seen: Seen = {}
+                    sample = (
+                        functools.partial(self._sample, room, spills[0], spills[1], seen)
+                        if left <= self._tuning.sample_limit
+                        else None
+                    )
+                    waited = await self._wait(frontier, sample)
+                    if not waited:
                         late = (
                             self._late(frontier)
                             + f"; {left} row(s) of the room could not be re-checked"
@@ -346,7 +378,7 @@ class ParityCheck:
                     result.settled_at = frontier
                     spills = list(
                         await asyncio.to_thread(
-                            self._recheck, room, result, spills[0], spills[1], emit
+                            self._recheck, room, result, spills[0], spills[1], seen, emit
                         )
                     )
                 unsettled = 0 if late else sum(spill.count for spill in spills)
@@ -447,6 +479,7 @@ class ParityCheck:
         result: RoomResult,
         messages: _Spill,
         cursors: _Spill,
+        seen: Seen,
         emit: Callable[[Difference], None],
     ) -> tuple[_Spill, _Spill]:
         """One round over every candidate (the read model read first, then the monolith):
@@ -461,7 +494,10 @@ class ParityCheck:
                 for candidate in chunk:
                     legacy_now = read.live.get((room, candidate.message_id))
                     self._judge(
-                        recheck_message(candidate, legacy_now, new_now.get(candidate.message_id)),
+                        recheck_message(
+                            candidate, legacy_now, new_now.get(candidate.message_id),
+                            seen.get(("m", candidate.message_id), ()),
+                        ),
                         emit, next_messages, next_cursors,
                     )  # fmt: skip
                 result.rechecked += len(chunk)
@@ -478,7 +514,7 @@ class ParityCheck:
                     self._judge(
                         recheck_cursor(
                             cursor_candidate, legacy_cursors.get((room, account)),
-                            new_cursors[account],
+                            new_cursors[account], seen.get(("c", account), ()),
                         ),
                         emit, next_messages, next_cursors,
                     )  # fmt: skip
@@ -491,6 +527,28 @@ class ParityCheck:
             messages.close()
             cursors.close()
         return next_messages, next_cursors
+
+    def _sample(self, room: int, messages: _Spill, cursors: _Spill, seen: Seen) -> None:
+        """The monolith's current states of the candidates (their digests), remembered per
+        row (at most SAMPLES_PER_ROW distinct ones: past that, nothing more is taken, which can
+        only settle fewer rows, never report one)."""
+
+        def remember(key: tuple[str, int], digest: bytes) -> None:
+            states = seen.setdefault(key, set())
+            if len(states) < SAMPLES_PER_ROW:
+                states.add(digest)
+
+        page = self._settings.page
+        for lines in messages.chunks(page):
+            ids = [_message_candidate(room, line).message_id for line in lines]
+            read = self._reader.read_messages([(room, mid) for mid in ids])
+            for mid in ids:
+                remember(("m", mid), state_digest(read.live.get((room, mid))))
+        for lines in cursors.chunks(page):
+            accounts = [_cursor_candidate(room, line).account_id for line in lines]
+            found = self._reader.read_cursors([(room, a) for a in accounts])
+            for account in accounts:
+                remember(("c", account), state_digest(found.get((room, account))))
 
     def _judge(
         self,
@@ -620,6 +678,7 @@ class _Spill:
     )
 
     def add(self, line: str) -> None:
+        self._file.seek(0, 2)  # after a read, writes go at the end all the same
         self._file.write(line + "\n")
         self.count += 1
 

@@ -39,6 +39,7 @@ from migrator.domain.parity import (
     read_document,
     recheck_cursor,
     recheck_message,
+    state_digest,
     verdict_of,
 )
 from migrator.errors import WrongReportVersion
@@ -242,6 +243,28 @@ def test_a_recheck_keeps_how_the_row_was_gone_only_while_it_stays_gone() -> None
     gone = recheck_message(missing, None, msg(6))
     assert isinstance(gone, Changed) and gone.next.differences[0].legacy == GONE
     assert recheck_message(missing, None, None) == Settled()  # deleted meanwhile, both agree
+
+
+def test_a_recheck_settles_on_a_state_the_monolith_showed_after_the_frontier() -> None:
+    (seen,) = candidates([live(msg(5, "v2", update=20))], [msg(5, "v1", update=10)])
+    v3, v4 = msg(5, "v3", update=30), msg(5, "v4", update=40)
+    # The read model holds v3, which the monolith showed after the frontier; it shows v4 now.
+    assert recheck_message(seen, v4, v3, {state_digest(v3), state_digest(v4)}) == Settled()
+    # Not seen after the frontier: the row changed, re-checked again.
+    assert isinstance(recheck_message(seen, v4, v3, {state_digest(v4)}), Changed)
+    # The same now as before the frontier, but another state in between: changed, not held.
+    back = recheck_message(seen, msg(5, "v2", update=20), msg(5, "v1", update=10),
+                           {state_digest(v3)})  # fmt: skip
+    assert isinstance(back, Changed)
+    held = recheck_message(seen, msg(5, "v2", update=20), msg(5, "v1", update=10),
+                           {state_digest(msg(5, "v2", update=20))})  # fmt: skip
+    assert isinstance(held, Confirmed)
+    assert state_digest(None) != state_digest(msg(5, "", update=0))
+    cursor = CursorCandidate(ROOM, 3, ReadCursor(ROOM, 3, 10, 10), ())
+    later = ReadCursor(ROOM, 3, 12, 12)
+    assert recheck_cursor(cursor, ReadCursor(ROOM, 3, 14, 14), later, {state_digest(later)}) == (
+        Settled()
+    )
 
 
 def test_a_cursor_recheck() -> None:

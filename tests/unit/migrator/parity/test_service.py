@@ -8,122 +8,34 @@ stream (range re-checks for a room missing its messages, a read per message for 
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import logging
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gateway.adapters.embedded.memory_phase_store import MemoryPhaseStore
-from legacy_adapters.adapters.embedded.memory_monolith import InMemoryMonolith
-from legacy_adapters.domain.translation import LegacyMessageRow
 from migrator.adapters.embedded.memory_cursors import MemoryRoomCursors
 from migrator.adapters.embedded.memory_pipeline import MemoryPipeline
 from migrator.domain.parity import (
     ABSENT,
     DELETED,
-    DocumentWriter,
-    Header,
     Kind,
     ParityResult,
     Verdict,
-    decode,
 )
 from migrator.ports import Frontier, RoomBounds
 from migrator.service.parity import (
     ParityCheck,
-    ParityMetrics,
-    ParityOutcome,
     ParityRequest,
-    Tuning,
     legacy_rows,
     prefetched,
 )
 from migrator.settings import ParitySettings
 from newcore.adapters.embedded.sqlite_read_store import SqliteReadStore
-from newcore.domain.events import CursorMoved, Event, MessageDeleted, MessageUpserted
 from newcore.domain.model import Message
 from newcore.domain.row_problems import RowProblem
-
-ROOM, OTHER = 7, 8
-FAST = Tuning(poll_s=0.001)
-
-
-def row(
-    mid: int, body: str | None = "本文 [To:1] 😀", room: int = ROOM, **fields: Any
-) -> LegacyMessageRow:
-    values: dict[str, Any] = dict(
-        message_id=mid, room_id=room, account_id=5, body=body, body_v1=None, body_raw=None,
-        send_time=1_700_000_000 + mid, update_time=0, created_at="2023-11-15 07:13:20", deleted=0,
-    )  # fmt: skip
-    values.update(fields)
-    return LegacyMessageRow(**values)
-
-
-class World:
-    """A monolith, a read model that the pipeline fills from it on `carry`, and a parity check
-    over them."""
-
-    def __init__(self, tmp: Path, **settings: Any) -> None:
-        self.monolith = InMemoryMonolith()
-        self.store = SqliteReadStore(tmp / "read-model.sqlite")
-        self.pipeline = MemoryPipeline()
-        self.phases = MemoryPhaseStore()
-        self.position = 0
-        self.settings = ParitySettings(**({"frontier_timeout_s": 0.5} | settings))
-        self.metrics = ParityMetrics()
-        for room in (ROOM, OTHER):
-            self.monolith.add_room(room)
-
-    def put(self, *rows: LegacyMessageRow) -> None:
-        for r in rows:
-            self.monolith.put(r)
-        self.pipeline.write()
-
-    def carry(self, rooms: Sequence[int] = (ROOM, OTHER)) -> None:
-        """The pipeline carries the monolith's current state into the read model."""
-        events: list[Event] = []
-        for room in rooms:
-            self.position += 1
-            read = self.monolith.read_range(room, 0, 2**64 - 1, 1_000_000)
-            live = {m.message_id for m in read.live}
-            events += [MessageUpserted(m, self.position, 0) for m in read.live]
-            events += [MessageDeleted(room, mid, self.position, 0) for mid in read.deleted]
-            held = {m.message_id for m in self.store.after(room, 0, 1_000_000)}
-            events += [MessageDeleted(room, mid, self.position, 0) for mid in held - live]
-            events += [
-                CursorMoved(cursor, self.position, 0)
-                for key, cursor in self.monolith.read_cursors(
-                    [k for k in self.monolith.cursors if k[0] == room]
-                ).items()
-            ]
-        self.store.apply(events)
-        self.pipeline.carry(list(rooms))
-
-    def check(self, **options: Any) -> ParityCheck:
-        return ParityCheck(
-            self.monolith, self.store, MemoryRoomCursors(self.monolith), self.pipeline,
-            self.phases, self.settings, metrics=self.metrics, tuning=FAST,
-            log=logging.getLogger("test"), **options,
-        )  # fmt: skip
-
-    def run(
-        self, rooms: Sequence[int] = (ROOM,), *, mark: bool = True, check: ParityCheck | None = None
-    ) -> tuple[ParityOutcome, ParityResult]:
-        pieces: list[str] = []
-        writers: list[DocumentWriter] = []
-
-        def open_sink(header: Header) -> DocumentWriter:
-            writers.append(DocumentWriter(pieces.append, header))
-            return writers[0]
-
-        request = ParityRequest(list(rooms), ",".join(map(str, rooms)), "tester", mark)
-        outcome = asyncio.run((check or self.check()).run(request, open_sink))
-        writers[0].close(outcome.summary)
-        return outcome, decode("".join(pieces))
+from tests.unit.migrator.parity.rig import FAST, OTHER, ROOM, World, row
 
 
 @pytest.fixture
@@ -470,3 +382,55 @@ def test_prefetched_pages_pass_errors_on_and_stop_early() -> None:
     seen = len(produced)
     assert seen <= 5
     assert dataclasses.is_dataclass(ParityRequest)
+
+
+class HotRow(MemoryPipeline):
+    """A row edited faster than the pipeline's lag: edited right after each frontier is marked,
+    carried into the read model on the second look, and edited again just after: the read
+    model never shows the state the monolith has when it is read."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__()
+        self.world = world
+        self.edits = 0
+        self.looks_at: dict[Frontier, int] = {}
+
+    def edit(self) -> None:
+        self.edits += 1
+        self.world.put(row(2, f"edit {self.edits}", update_time=1_700_000_000 + self.edits))
+
+    async def mark(self) -> Frontier:
+        frontier = await super().mark()
+        if self.looks_at:  # a re-check's frontier
+            self.edit()
+        return frontier
+
+    async def reached(self, frontier: Frontier) -> bool:
+        first = not self.looks_at
+        looks = self.looks_at[frontier] = self.looks_at.get(frontier, 0) + 1
+        if first:
+            self.world.carry()
+            done = await super().reached(frontier)
+            self.edit()  # after the scan's frontier: the scan sees it, the read model not
+            return done
+        if looks == 1:
+            return False
+        self.world.carry()
+        done = await super().reached(frontier)
+        self.edit()
+        return done
+
+
+def test_a_row_changing_faster_than_the_pipeline_settles_on_a_state_seen_after_the_frontier(
+    world: World,
+) -> None:
+    world.put(*(row(i) for i in range(1, 4)))
+    world.carry()
+    hot = HotRow(world)
+    hot.binlog_end = world.pipeline.binlog_end
+    world.pipeline = hot
+    _, result = world.run()
+    room = result.rooms[0].result
+    assert kinds(result) == [] and room.verdict is Verdict.CLEAN, room
+    assert room.rechecked == 1
+    assert world.monolith.read_messages([(ROOM, 2)]).live[(ROOM, 2)] != world.store.message(ROOM, 2)
