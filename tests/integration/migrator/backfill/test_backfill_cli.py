@@ -263,29 +263,30 @@ def test_killed_mid_run_then_resumed_ends_exact_and_marks_only_visible_rooms(
 ) -> None:
     rooms, big = history.rooms, history.rooms[0]
     selection = ",".join(str(r) for r in rooms)
-    args = [
-        "backfill",
-        selection,
-        "--chunk-rows",
-        "100",
-        "--rooms-in-parallel",
-        "2",
-        "--rate",
-        "1500",
-    ]
+    # Slow enough that the kill lands with the biggest room half sent whatever the machine's
+    # load; the resumed run goes faster (the rate is not part of the checkpoint).
+    args = ["backfill", selection, "--chunk-rows", "100", "--rooms-in-parallel", "2"]
+    slow, fast = [*args, "--rate", "500"], [*args, "--rate", "5000"]
     metrics_port = free_port()
     with checkpoints(world) as (store, board):
         # Paused by its operator before it starts: it plans, holds the job and waits.
         board.set_control("backfill", "ops:integration", "hold at start", state=JobState.PAUSE)
         ends_before = hint_ends(world)
-        first = start(world, tmp_path / "first.log", *args,
+        first = start(world, tmp_path / "first.log", *slow,
                       MIG_MIGRATOR_METRICS_PORT=str(metrics_port))  # fmt: skip
+
+        def log_of() -> str:
+            return (tmp_path / "first.log").read_text(errors="replace")[-3000:]
+
         try:
             world.until(lambda: bool(board.reports()), "the paused backfill's heartbeat", 60)
             assert first.poll() is None
             # A second run of the same job is refused while the first holds it.
-            second = in_process(*args)
-            assert second.code == 2 and "job backfill is running" in second.err, second.err
+            second = in_process(*slow)
+            assert second.code == 2 and "job backfill is running" in second.err, (
+                second,
+                log_of(),
+            )
             # Its metrics are served while it runs.
             text = (
                 urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
@@ -327,12 +328,12 @@ def test_killed_mid_run_then_resumed_ends_exact_and_marks_only_visible_rooms(
             rooms, key=lambda r: (len(history.ids[r]), r)
         )
         # Killed mid-way: the biggest room is not done, and is not marked.
-        assert big in at_kill.rooms and big not in marked(world, rooms)
+        assert big in at_kill.rooms and big not in marked(world, rooms), (at_kill, log)
         for room in marked(world, rooms):
             assert visible_history(world, history, room), room
 
         # The next run resumes; every room it marks is visible when the mark is seen.
-        second_run = start(world, tmp_path / "second.log", *args)
+        second_run = start(world, tmp_path / "second.log", *fast)
         seen: set[int] = set(marked(world, rooms))
         try:
             deadline = time.monotonic() + 90
