@@ -4,6 +4,12 @@ SHELL := /bin/bash
 VENV := .venv/bin
 MESSAGES ?= 1000000
 SEED ?= 42
+# The new core's engine: empty (the default, Kafka and HBase) or `ENGINE=embedded` (files, no
+# JVM: deploy/README.md, "Two engines"), passed on as MIG_ENGINE to every command of the target.
+ENGINE ?=
+ifneq ($(ENGINE),)
+export MIG_ENGINE := $(ENGINE)
+endif
 
 .PHONY: demo test up down status lint unit integration bench bench-gateway bench-migrator pipeline
 

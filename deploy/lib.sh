@@ -25,6 +25,10 @@ UPDATER_OPS_PORT="${MIG_UPDATER_OPS_PORT:-9311}"
 FRONTDOOR_PORT="${MIG_FRONTDOOR_PORT:-8000}"
 FRONTDOOR_DIR="$STATE_DIR/frontdoor"
 GATEWAY_PORTS="${MIG_GATEWAY_PORTS:-${MIG_GATEWAY_PORT:-8090}}"
+# The new core's engine (newcore/settings.py, EngineSettings): kafka-hbase (Kafka and HBase, the
+# JVMs) or embedded (files under EMBEDDED_DIR, no JVM). `make ... ENGINE=embedded` sets it.
+ENGINE="${MIG_ENGINE:-kafka-hbase}"
+EMBEDDED_DIR="${MIG_EMBEDDED_DIR:-$STATE_DIR/embedded}"
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -38,6 +42,9 @@ for _p in MARIADB_PORT MONOLITH_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT KAFKA_RELA
 done
 [[ "$GATEWAY_PORTS" =~ ^[0-9]+(,[0-9]+)*$ ]] || die "MIG_GATEWAY_PORTS=$GATEWAY_PORTS is not a comma list of TCP ports"
 for _p in ${GATEWAY_PORTS//,/ }; do check_port_setting MIG_GATEWAY_PORTS "$_p"; done
+[[ "$ENGINE" == kafka-hbase || "$ENGINE" == embedded ]] \
+  || die "MIG_ENGINE=$ENGINE must be kafka-hbase (Kafka and HBase, the default) or embedded (files, no JVM)"
+embedded() { [[ "$ENGINE" == embedded ]]; }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 

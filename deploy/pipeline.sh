@@ -5,6 +5,9 @@
 # live under the pipeline dir ($STATE_DIR/pipeline unless MIG_PIPELINE_DIR says otherwise).
 #   deploy/pipeline.sh start | stop | status
 # `start` expects the services up: `deploy/stack.sh pipeline` (`make pipeline`) starts them first.
+# MIG_ENGINE=embedded: the same programs on the embedded topics and read model under
+# $MIG_EMBEDDED_DIR (no Kafka, no HBase); the engine a pipeline was started with is kept in
+# $DIR/engine and shown by `status`.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DIR="${MIG_PIPELINE_DIR:-$STATE_DIR/pipeline}"
@@ -112,6 +115,10 @@ pipeline_environment() {  # fills ENVIRONMENT
   export MIG_GATEWAY_ROOM_MAP="${MIG_GATEWAY_ROOM_MAP:-$FRONTDOOR_DIR/room_map.conf}"
   export MIG_GATEWAY_FRONTDOOR_PID="${MIG_GATEWAY_FRONTDOOR_PID:-$FRONTDOOR_DIR/nginx.pid}"
   export MIG_SPOOL_DIR="${MIG_SPOOL_DIR:-$STATE_DIR/gateway/spool}"
+  if embedded; then
+    # Absolute: every program (and `chat-migrate`, run from anywhere) finds the same files.
+    export MIG_ENGINE=embedded MIG_EMBEDDED_DIR="$EMBEDDED_DIR"
+  fi
   if [[ -z "${MIG_GATEWAY_ADMIN_TOKEN:-}" ]]; then
     if [[ ! -s "$TOKEN_FILE" ]]; then
       mkdir -p "$(dirname "$TOKEN_FILE")"
@@ -205,14 +212,21 @@ start() {
     rm -f "$PIDF"
     stop_orphans
     for p in "${PROGRAMS[@]}"; do require_free_port "${OPS_PORT[$p]}" "the $p's ops endpoint"; done
-    # The tables once, before the updater (which would also create missing ones itself).
-    local out
-    out=$(env -i "${ENVIRONMENT[@]}" "$VENV_DIR/bin/chat-read-model-init" 2>&1) \
-      || die "chat-read-model-init failed: $out"
-    log "$out"
+    if embedded; then
+      # The updater makes the read model's SQLite file and its tables when it starts.
+      mkdir -p "$EMBEDDED_DIR"
+      log "engine: embedded (topics and read model under $EMBEDDED_DIR)"
+    else
+      # The tables once, before the updater (which would also create missing ones itself).
+      local out
+      out=$(env -i "${ENVIRONMENT[@]}" "$VENV_DIR/bin/chat-read-model-init" 2>&1) \
+        || die "chat-read-model-init failed: $out"
+      log "$out"
+    fi
     umask 077
     render_config >"$CONF"
     fingerprint >"$STAMP"
+    if embedded; then echo "embedded $EMBEDDED_DIR" >"$DIR/engine"; else echo kafka-hbase >"$DIR/engine"; fi
     umask 022
     log "starting the pipeline under supervisord (config $CONF, logs $DIR)"
     env -i "${ENVIRONMENT[@]}" supervisord -c "$CONF" \
@@ -272,7 +286,7 @@ status() {
     done
     return 0
   fi
-  echo "pipeline  up    supervisord pid $(cat "$PIDF")  config $CONF  logs $DIR"
+  echo "pipeline  up    supervisord pid $(cat "$PIDF")  engine $(cat "$DIR/engine" 2>/dev/null || echo kafka-hbase)  config $CONF  logs $DIR"
   read_states
   for p in "${PROGRAMS[@]}"; do
     printf '  %-14s %-8s pid %-7s 127.0.0.1:%-5s health %s  log %s\n' "$p" "${STATE[$p]:-unknown}" \

@@ -10,8 +10,6 @@ from legacy_adapters.adapters.mariadb.binlog_reader import MariaDbBinlog
 from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.service.binlog_source import BinlogSource
 from legacy_adapters.settings import LegacyDatabaseSettings, LegacySettings
-from newcore import bootstrap as newcore_bootstrap
-from newcore.adapters.embedded.file_checkpointed_log import FileCheckpointedLog
 from newcore.adapters.kafka.checkpoints import KafkaCheckpointedLog
 from newcore.adapters.ops import WithOps, configure_logging
 from newcore.ports import CheckpointedLog
@@ -24,8 +22,13 @@ def binlog_source(settings: LegacySettings) -> tuple[WithOps, BinlogSource]:
     s = settings.binlog
     output: CheckpointedLog
     if settings.engine.embedded:
-        topics = newcore_bootstrap.embedded_topics(settings.engine, settings.topics)
-        output = FileCheckpointedLog(topics, s.transactional_id)
+        # Imported here: the default engine's process does not load the new core's wiring.
+        from newcore.adapters.embedded.file_checkpointed_log import FileCheckpointedLog
+        from newcore.bootstrap import embedded_topics
+
+        output = FileCheckpointedLog(
+            embedded_topics(settings.engine, settings.topics), s.transactional_id
+        )
     else:
         output = KafkaCheckpointedLog(
             settings.kafka, settings.topics, s.checkpoint_topic, s.transactional_id,
