@@ -66,9 +66,11 @@ class FileEventLog:
         # Per partition, the byte offset of every complete record seen, then where the next
         # one starts: position n is index[n].
         self._index: list[list[int]] = [[0] for _ in range(partitions)]
+        # Looked at every few milliseconds by an idle reader: made once.
+        self._files = [os.fspath(directory / f"partition-{p}.log") for p in range(partitions)]
 
     def _path(self, partition: int) -> Path:
-        return self._dir / f"partition-{partition}.log"
+        return Path(self._files[partition])
 
     def _unavailable(self, exc: OSError) -> EventLogUnavailable:
         return EventLogUnavailable(f"embedded log at {self._dir}: {exc}")
@@ -84,12 +86,12 @@ class FileEventLog:
         Under the lock (shared or exclusive): no record is being written."""
         index = self._index[partition]
         try:
-            size = self._path(partition).stat().st_size
+            size = os.stat(self._files[partition]).st_size
         except FileNotFoundError:
             size = 0
         if size <= index[-1]:
             return
-        with self._path(partition).open("rb") as file:
+        with open(self._files[partition], "rb") as file:
             at = index[-1]
             file.seek(at)
             while at + _HEADER.size <= size:

@@ -80,6 +80,7 @@ class FileTopics:
         self._logs: dict[str, FileEventLog] = {}
         self._broken: str | None = None
         self._checked = False
+        self._journal = os.fspath(root / _JOURNAL)  # looked for at every lock taken: made once
         self._lock = DirectoryLock(root / "topics.lock", self._unsettled, self._settle)
 
     @property
@@ -105,7 +106,7 @@ class FileTopics:
     # -- what a dead writer left, finished by the next holder of the lock --------------------
 
     def _unsettled(self) -> bool:
-        return not self._checked or (self._root / _JOURNAL).exists()
+        return not self._checked or os.path.exists(self._journal)
 
     def _settle(self) -> None:
         """Under the exclusive lock: the partition count checked (or recorded), then a
