@@ -20,7 +20,7 @@ the lock proves the writer is gone: a live writer is never redone under its feet
 was not renamed into place never happened. Every rename and the removal of the journal are made
 durable (the directory is fsync'ed) before a transaction returns: a redo after a power loss
 never cuts records appended after the transaction. A failure after the commit point (a full
-disk while applying) leaves the instance refusing every transaction until the topics are opened
+disk while applying) leaves the instance refusing every call until the topics are opened
 again; the next holder of the lock (this process or another) completes the transaction.
 
 Owners are fenced by epochs, as Kafka fences producers and group members: a source's identity
@@ -165,8 +165,8 @@ class FileTopics:
     ) -> None:
         """`transact` for a caller outside an event loop (blocking)."""
         self._usable()
-        for append in appends:
-            self.log(append.topic)  # a bad topic name is refused before anything is written
+        for topic in {append.topic for append in appends}:
+            self.log(topic)  # a bad topic name is refused before anything is written
         try:
             with self._lock.exclusive():
                 self._usable()
