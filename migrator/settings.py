@@ -8,6 +8,7 @@ control store (`gateway/settings.py`). The CLI's options override a job's settin
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -72,6 +73,10 @@ class MigratorOpsSettings(BaseSettings):
     # 0: no metrics endpoint. Jobs run one at a time per port; a second job on the same port
     # runs without one and says so.
     metrics_port: int = Field(default=9108, ge=0, le=65535)
+    # Structured logs (JSON lines): all of them, appended, to this file; on the terminal only
+    # this level and above (the operator watches the progress bar and the summary).
+    log_file: Path = Path(".state/migrator/chat-migrate.log")
+    terminal_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
     # Who a change is recorded as when --who is not given.
     who: str = "chat-migrate"
 

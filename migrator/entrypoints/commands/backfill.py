@@ -31,6 +31,7 @@ from gateway.domain.jobs import check_job_name, check_rate
 from gateway.domain.phases import check_who
 from migrator.domain.backfill import check_chunk_rows, parse_order
 from migrator.domain.selection import parse_rooms
+from migrator.entrypoints.logs import job_logging
 from migrator.errors import OperatorError
 from migrator.service.backfill import (
     Backfill,
@@ -179,7 +180,7 @@ def register(app: typer.Typer, wiring: Wiring | None = None) -> None:
         check_chunk_rows(job_settings.chunk_rows, settings.capturer.range_page)
         runner = check_who(settings.ops.who if who is None else who)
         request = BackfillRequest(job, selection, runner, order=chosen_order, restart=restart)
-        log = _logging()
+        log = job_logging(settings.ops)
         with logging_redirect_tqdm():
             outcome = asyncio.run(_run(wired, settings, job_settings, request, log))
         typer.echo(summary(outcome))
@@ -200,12 +201,6 @@ async def _run(
         )
         async with opened as backfill:
             return await backfill.run(request)
-
-
-def _logging() -> logging.Logger:
-    from newcore.adapters.ops import configure_logging
-
-    return configure_logging("chat-migrate")
 
 
 def summary(outcome: BackfillOutcome) -> str:

@@ -35,6 +35,7 @@ from migrator.adapters.report.terminal import summary_lines
 from migrator.domain.parity import Header, Kind, Summary, Verdict
 from migrator.domain.selection import Selection, parse_rooms, resolve
 from migrator.entrypoints.failures import EXIT_UNAVAILABLE
+from migrator.entrypoints.logs import job_logging
 from migrator.errors import OperatorError
 from migrator.service.parity import ParityJob, ParityMetrics, ParityRequest, ProgressView
 from migrator.settings import MigratorSettings, ParitySettings
@@ -181,7 +182,7 @@ def register(app: typer.Typer, wiring: Wiring | None = None) -> None:
         parity_settings = settings.parity
         if out is not None:
             parity_settings = parity_settings.model_copy(update={"reports_dir": out})
-        log = _logging()
+        log = job_logging(settings.ops)
         with logging_redirect_tqdm():
             done = asyncio.run(
                 _run(wired, settings, parity_settings, selection, runner, not no_mark, log)
@@ -242,9 +243,3 @@ def outcome_json(done: Done) -> dict[str, Any]:
         "marked_clean": s.marked_clean,
         "seconds": round(s.seconds, 3),
     }
-
-
-def _logging() -> logging.Logger:
-    from newcore.adapters.ops import configure_logging
-
-    return configure_logging("chat-migrate")
