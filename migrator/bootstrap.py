@@ -285,19 +285,37 @@ async def parity_job(
     monolith's rows, cursors and history on its MariaDB (read only), the read model on HBase
     (read only), where the pipeline is from Kafka (no group joined), clean marks in the control
     store. `parity`: the job's settings with the command's options applied. Closed on exit."""
-    from migrator.service.parity import ParityCheck, ParityJob
+    import functools
+
+    from migrator.service.parity import ParityCheck, ParityJob, ScanPool
 
     with parts(settings) as shared:
         store, where = read_store(settings), pipeline(settings)
+        pool = (
+            ScanPool(functools.partial(parity_sides, settings), parity.workers)
+            if parity.workers > 1
+            else None
+        )
         try:
             yield ParityJob(
                 ParityCheck(
                     monolith_reader(shared), store, room_cursors(shared), where, shared.phases,
                     parity, history=room_history(shared), metrics=metrics, progress=progress,
-                    log=log,
+                    log=log, scan_pool=pool,
                 ),
                 shared.catalog,
             )  # fmt: skip
         finally:
+            if pool is not None:
+                pool.close()
             await where.close()
             store.close()
+
+
+def parity_sides(settings: MigratorSettings) -> tuple[MonolithReader, ReadStore, RoomCursors]:
+    """What a parity scanning process reads with (built in that process): the monolith's rows
+    and cursors on its MariaDB, the read model. Its connections end with the process."""
+    from migrator.adapters.mariadb.cursors import MariaDbRoomCursors
+
+    monolith = make_engine(settings.database, pool_size=2)
+    return (MariaDbMonolithReader(monolith), read_store(settings), MariaDbRoomCursors(monolith))

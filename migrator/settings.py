@@ -62,6 +62,9 @@ class ParitySettings(BaseSettings):
     reports_dir: Path = Path(".state/migrator/reports")
     # A clean parity older than this does not let a room go past shadow_read.
     max_age_s: float = Field(default=24 * 3600.0, gt=0)
+    # Rooms scanned at once, each by a process of its own: reading, translating and comparing
+    # both sides is Python's work, one core per process (1: in the command's own process).
+    workers: int = Field(default=2, ge=1, le=64)
 
 
 class MigratorOpsSettings(BaseSettings):

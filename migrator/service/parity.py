@@ -7,16 +7,21 @@ One run, in order:
 1. **Frontier.** `Pipeline.mark()` (the monolith's binlog position now), then wait until
    `Pipeline.reached` it (polled every `poll_s`, at most `frontier_timeout_s`): the read model
    then holds everything the monolith had committed at that moment. Not reached in time: every
-   room is **late** (not clean, not different) and nothing is compared. Meanwhile the rooms are
-   measured (`RoomHistory.bounds`: rows) for the progress bar's total and ETA.
-2. **Scan**, room by room: the room's monolith rows (`MonolithReader.read_range`, pages of
-   `page` rows, each page its own READ COMMITTED read, translated as the capturer does) and
-   its live read-model messages (`ReadStore.after`, pages) are read by two threads a page
-   ahead each, and merged in id order (`domain.parity.merge`): memory holds a few pages
-   whatever the room's size. Then the room's cursors (`RoomCursors`, pages) against the read
-   model's (`ReadStore.cursor`). Rows that differ are **candidates**, written to a spill file
-   (in memory up to a few MB, then on disk: a room with a million missing messages holds none
-   of them in memory). Unreadable legacy rows are reported as the scan meets them.
+   room is **late** (not clean, not different) and nothing is compared. Meanwhile, never
+   holding the check up, the rooms are measured (`RoomHistory.bounds`: rows) for the progress
+   bar's total and ETA.
+2. **Scan** of each room (`scan_room`): its monolith rows (`MonolithReader.read_range`, pages
+   of `page` rows, each page its own READ COMMITTED read, translated as the capturer does) and
+   its live read-model messages (`ReadStore.after`, pages), both sides read at once a page
+   ahead by reading threads, merged in id order (`domain.parity.merge`): memory holds a few
+   pages whatever the room's size. Then its cursors (`RoomCursors`, pages) against the read
+   model's (`ReadStore.cursor`, a few at once). Rows that differ are **candidates**, written to
+   a spill file (a room with a million missing messages holds none of them in memory);
+   unreadable legacy rows' differences too. Reading, translating and comparing is Python's
+   work, one core per process: with a `ScanPool`, rooms are scanned by `workers` processes
+   at once (each with its own clients), scans running ahead of the room being re-checked;
+   without one, or for fewer than POOL_ROOMS_PER_WORKER rooms per process (starting one costs
+   seconds), in a worker thread here. Rooms are reported in the order asked.
 3. **Re-check**, per room with candidates, up to `recheck_rounds` times: mark a new frontier
    (after the scan read every candidate's monolith state), wait until it is reached (late: the
    room is late), then read each candidate again, the read model first, then the monolith
@@ -56,17 +61,21 @@ under its `.partial` name), ValueError from a broken adapter (a side out of id o
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
-import queue
+import multiprocessing
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -88,6 +97,8 @@ from migrator.domain.parity import (
     Tally,
     Verdict,
     compare_cursor,
+    difference_from_json,
+    difference_json,
     merge,
     recheck_cursor,
     recheck_message,
@@ -98,12 +109,10 @@ from migrator.ports import Frontier, Pipeline, RoomCursors, RoomHistory
 from migrator.settings import ParitySettings
 from newcore.domain.model import MAX_ID, Message, ReadCursor
 from newcore.domain.row_problems import RowProblem
+from newcore.errors import Misconfigured, MonolithUnavailable, ReadStoreUnavailable, Unavailable
 from newcore.ports import MonolithReader, ReadStore
 
-T = TypeVar("T")
-
-SPILL_IN_MEMORY = 4 << 20  # bytes of candidates kept in memory before the spill goes to disk
-PREFETCH = 2  # pages read ahead of the merge, per side
+POOL_ROOMS_PER_WORKER = 4  # fewer rooms than this per scanning process: scanned here
 SAMPLES_PER_ROW = 64  # distinct monolith states remembered per candidate while waiting
 
 # The digests of the states the monolith showed per candidate ("m", id) or ("c", account)
@@ -234,7 +243,10 @@ class ParityCheck:
         progress: ProgressView | None = None,
         log: logging.Logger | None = None,
         tuning: Tuning = Tuning(),
+        scan_pool: ScanPool | None = None,
     ) -> None:
+        """`scan_pool`: processes that scan rooms (several rooms at once, each on a core);
+        None: every room is scanned in this process, in a worker thread."""
         self._reader = reader
         self._store = store
         self._cursors = cursors
@@ -246,6 +258,7 @@ class ParityCheck:
         self._progress = progress or NoProgress()
         self._log = log or logging.getLogger("chat-migrate.parity")
         self._tuning = tuning
+        self._pool = scan_pool
 
     async def run(
         self,
@@ -259,10 +272,18 @@ class ParityCheck:
         began, started_at = time.monotonic(), time.time()
         run = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(started_at)) + "-" + uuid.uuid4().hex[:6]
         self._progress.start(None)
+        # Processes pay off over many rooms: each takes seconds to start (a spawned
+        # interpreter imports the project), and a room is scanned by one of them.
+        pool = self._pool
+        if pool is not None and len(request.rooms) < POOL_ROOMS_PER_WORKER * pool.workers:
+            pool = None
+        if pool is not None:
+            pool.warm()
+        # The rooms are measured meanwhile (the bar's total and ETA), never holding the check up.
+        measuring = asyncio.ensure_future(self._measure(request.rooms))
+        measuring.add_done_callback(self._measured)
         frontier = await self._pipeline.mark()
-        waited, total = await asyncio.gather(self._wait(frontier), self._measure(request.rooms))
-        if total is not None:
-            self._progress.total(total)
+        waited = await self._wait(frontier)
         s = self._settings
         sink = open_sink(
             Header(
@@ -278,14 +299,40 @@ class ParityCheck:
                               extra={"frontier": frontier.binlog,
                                      "timeout_s": s.frontier_timeout_s})  # fmt: skip
         tally = Tally()
-        try:
-            for room in request.rooms:
-                result = await self._room(room, frontier, late, request, sink)
-                tally.add(result)
-                if on_room is not None:
-                    on_room(result)
-        finally:
-            self._progress.close()
+        with tempfile.TemporaryDirectory(prefix="chat-parity-") as workdir:
+            scans: collections.deque[tuple[int, asyncio.Future[RoomScan] | None]] = (
+                collections.deque()
+            )
+            rooms = iter(request.rooms)
+            # Scans run ahead of the rooms being re-checked and written: every process busy.
+            ahead = 1 if pool is None else pool.workers + 1
+
+            def submit() -> None:
+                room = next(rooms, None)
+                if room is not None:
+                    scans.append((room, None if late else self._submit(room, Path(workdir), pool)))
+
+            try:
+                for _ in range(ahead):
+                    submit()
+                while scans:
+                    room, scanning = scans.popleft()
+                    scan = None if scanning is None else await scanning
+                    submit()
+                    result = await self._room(room, frontier, late, scan, request, sink)
+                    tally.add(result)
+                    if on_room is not None:
+                        on_room(result)
+            finally:
+                for _, scanning in scans:
+                    if scanning is not None:
+                        scanning.cancel()
+                        with contextlib.suppress(BaseException):
+                            await scanning
+                measuring.cancel()
+                with contextlib.suppress(BaseException):
+                    await measuring
+                self._progress.close()
         return ParityOutcome(
             run, tally.summary(time.time(), time.monotonic() - began), len(request.rooms)
         )
@@ -317,6 +364,15 @@ class ParityCheck:
             "updater must all run and keep up: make pipeline; or raise MIG_PARITY_FRONTIER_TIMEOUT_S)"
         )
 
+    def _measured(self, measuring: asyncio.Future[int | None]) -> None:
+        if measuring.cancelled():
+            return
+        error = measuring.exception()
+        if error is not None:  # the bar goes without a total; the check goes on
+            self._log.warning("rooms not measured", extra={"reason": repr(error)})
+        elif (total := measuring.result()) is not None:
+            self._progress.total(total)
+
     async def _measure(self, rooms: Sequence[int]) -> int | None:
         """Rows of every room (the progress bar's total), a few rooms at a time; None without
         a history port."""
@@ -334,11 +390,30 @@ class ParityCheck:
 
     # -- one room ----------------------------------------------------------------------------
 
+    def _submit(self, room: int, workdir: Path, pool: ScanPool | None) -> asyncio.Future[RoomScan]:
+        """Starts the scan of a room: in a process of the pool, or in a worker thread here
+        (then its progress shows page by page)."""
+        page = self._settings.page
+        if pool is not None:
+            return pool.submit(room, page, workdir)
+
+        def advance(legacy: int, new: int) -> None:
+            self._progress.advance(legacy)
+            self._metrics.messages.inc(legacy)
+            self._metrics.new_messages.inc(new)
+
+        return asyncio.ensure_future(
+            asyncio.to_thread(
+                scan_room, self._reader, self._store, self._cursors, room, page, workdir, advance
+            )
+        )
+
     async def _room(
         self,
         room: int,
         compared_at: Frontier,
         late: str | None,
+        scan: RoomScan | None,
         request: ParityRequest,
         sink: ResultSink,
     ) -> RoomResult:
@@ -352,10 +427,20 @@ class ParityCheck:
             self._metrics.differences[difference.kind].inc()
 
         unsettled = 0
-        if late is None:
-            spills = [_Spill(), _Spill()]  # messages, cursors: the current round's
+        if scan is not None:
+            result.legacy_rows, result.new_messages = scan.legacy_rows, scan.new_messages
+            result.cursors = scan.cursors
+            self._metrics.cursors.inc(scan.cursors)
+            if not scan.counted_here:  # a scan here counted its pages as it went
+                self._progress.advance(scan.legacy_rows)
+                self._metrics.messages.inc(scan.legacy_rows)
+                self._metrics.new_messages.inc(scan.new_messages)
+            spills = [scan.messages.open(), scan.cursor_candidates.open()]
             try:
-                await asyncio.to_thread(self._scan, room, result, spills[0], spills[1], emit)
+                with contextlib.closing(scan.unreadable.open()) as unreadable:
+                    for lines in unreadable.chunks(self._settings.page):
+                        for line in lines:
+                            emit(difference_from_json(json.loads(line)))
                 self._metrics.candidates.inc(sum(spill.count for spill in spills))
                 for _ in range(self._settings.recheck_rounds):
                     left = sum(spill.count for spill in spills)
@@ -408,69 +493,6 @@ class ParityCheck:
         )  # fmt: skip
         return result
 
-    # -- the scan (a worker thread) ------------------------------------------------------------
-
-    def _scan(
-        self,
-        room: int,
-        result: RoomResult,
-        messages: _Spill,
-        cursors: _Spill,
-        emit: Callable[[Difference], None],
-    ) -> None:
-        page = self._settings.page
-
-        def legacy_pages() -> Iterator[list[LegacyRow]]:
-            first = 0
-            while first <= MAX_ID:
-                read = self._reader.read_range(room, first, MAX_ID, page)
-                if read.last_seen is None:
-                    return
-                yield legacy_rows(read.live, read.deleted, read.problems)
-                first = read.last_seen + 1
-
-        def new_pages() -> Iterator[list[Message]]:
-            after = 0
-            while True:
-                found = self._store.after(room, after, page)
-                if not found:
-                    return
-                yield found
-                after = found[-1].message_id
-
-        def counted_legacy() -> Iterator[LegacyRow]:
-            for rows in prefetched(legacy_pages()):
-                result.legacy_rows += len(rows)
-                self._metrics.messages.inc(len(rows))
-                self._progress.advance(len(rows))
-                yield from rows
-
-        def counted_new() -> Iterator[Message]:
-            for found in prefetched(new_pages()):
-                result.new_messages += len(found)
-                self._metrics.new_messages.inc(len(found))
-                yield from found
-
-        for item in merge(room, counted_legacy(), counted_new()):
-            if isinstance(item, Difference):
-                emit(item)
-            else:
-                messages.add(_message_line(item))
-        after = 0
-        while True:
-            found = self._cursors.cursors(room, after, page)
-            if not found:
-                break
-            for legacy in found:
-                candidate = compare_cursor(
-                    room, legacy, self._store.cursor(room, legacy.account_id)
-                )
-                if candidate is not None:
-                    cursors.add(_cursor_line(candidate))
-            result.cursors += len(found)
-            self._metrics.cursors.inc(len(found))
-            after = found[-1].account_id
-
     # -- a re-check round (a worker thread) ----------------------------------------------------
 
     def _recheck(
@@ -485,7 +507,7 @@ class ParityCheck:
         """One round over every candidate (the read model read first, then the monolith):
         confirmed ones emitted, changed ones into the returned spills (the next round's)."""
         page = self._settings.page
-        next_messages, next_cursors = _Spill(), _Spill()
+        next_messages, next_cursors = messages.sibling("m"), cursors.sibling("c")
         try:
             for lines in messages.chunks(page):
                 chunk = [_message_candidate(room, line) for line in lines]
@@ -608,100 +630,317 @@ def legacy_rows(
     for problem in problems:
         if problem.table == "messages":
             reasons.setdefault(problem.key, []).append(problem.reason)
-    rows = [LegacyRow(m.message_id, m, tuple(reasons.get(m.message_id, ()))) for m in live]
-    rows += [LegacyRow(mid, None, tuple(reasons.get(mid, ()))) for mid in deleted]
-    rows.sort(key=lambda row: row.message_id)
+    if reasons:
+        rows = [LegacyRow(m.message_id, m, tuple(reasons.get(m.message_id, ()))) for m in live]
+    else:  # the common case, kept cheap: one object per row
+        rows = [LegacyRow(m.message_id, m) for m in live]
+    if deleted:
+        rows += [LegacyRow(mid, None, tuple(reasons.get(mid, ()))) for mid in deleted]
+        rows.sort(key=lambda row: row.message_id)
     return rows
 
 
-# -- prefetching a side's pages --------------------------------------------------------------
+# -- reading a page ahead ------------------------------------------------------------------------
 
-_DONE = object()
+Page = TypeVar("Page")
+Place = TypeVar("Place")
 
-
-def prefetched(pages: Iterator[T], depth: int = PREFETCH) -> Iterator[T]:
-    """`pages`, produced by a thread of its own up to `depth` ahead: the two sides of a room are
-    read at once, while the merge compares. An error of the producer is raised here; stopping
-    early (an error of the consumer) stops the producer at its next page."""
-    handoff: queue.Queue[object] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            for item in pages:
-                while not stop.is_set():
-                    try:
-                        handoff.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            handoff.put(_DONE)
-        except BaseException as exc:  # handed to the consumer, raised there
-            with contextlib.suppress(queue.Full):
-                handoff.put(_Failure(exc), timeout=5)
-
-    worker = threading.Thread(target=produce, name="parity-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item = handoff.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item  # type: ignore[misc]
-    finally:
-        stop.set()
-        worker.join(timeout=10)
+_READERS: ThreadPoolExecutor | None = None
+_READERS_LOCK = threading.Lock()
+READERS = 4  # threads of a process that read pages and cursors (the read model's pool: 4)
 
 
-@dataclass(frozen=True, slots=True)
-class _Failure:
-    error: BaseException
+def readers() -> ThreadPoolExecutor:
+    """This process's reading threads (made on first use): both sides of a room are read at
+    once, a page ahead, while the merge compares."""
+    global _READERS
+    with _READERS_LOCK:
+        if _READERS is None:
+            _READERS = ThreadPoolExecutor(READERS, thread_name_prefix="parity-read")
+        return _READERS
+
+
+def ahead(
+    read: Callable[[Place], tuple[Page, Place | None]], start: Place, pool: Executor
+) -> Iterator[Page]:
+    """The pages `read(place) -> (page, next place or None at the end)` gives from `start`,
+    each next page asked for as soon as the one before is in (one page ahead of the reader).
+    An error of a read is raised here."""
+    coming: Future[tuple[Page, Place | None]] | None = pool.submit(read, start)
+    while coming is not None:
+        got, place = coming.result()
+        coming = None if place is None else pool.submit(read, place)
+        yield got
 
 
 # -- candidates spilled ----------------------------------------------------------------------
 
 
-@dataclass
 class _Spill:
-    """Candidates as JSON lines, in memory up to SPILL_IN_MEMORY bytes, then in a temporary
-    file (deleted when closed)."""
+    """Lines of JSON (candidates, differences) in a file of their own, written then read, and
+    removed when closed: a room's candidates never sit in memory, whatever their number. The
+    file is made on the first line (an empty spill is no file)."""
 
-    count: int = 0
-    _file: IO[str] = field(
-        default_factory=lambda: tempfile.SpooledTemporaryFile(  # noqa: SIM115 (closed by close)
-            max_size=SPILL_IN_MEMORY, mode="w+", encoding="utf-8", prefix="chat-parity-"
-        )
-    )
+    def __init__(self, path: Path, count: int = 0) -> None:
+        self.path = path
+        self.count = count
+        self._out: IO[str] | None = None
 
     def add(self, line: str) -> None:
-        self._file.seek(0, 2)  # after a read, writes go at the end all the same
-        self._file.write(line + "\n")
+        if self._out is None:
+            self._out = self.path.open("a", encoding="utf-8")
+        self._out.write(line + "\n")
         self.count += 1
 
+    def finish(self) -> _SpillFile:
+        """Done writing: what another process needs to read it."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        return _SpillFile(str(self.path), self.count)
+
     def chunks(self, size: int) -> Iterator[list[str]]:
-        self._file.flush()
-        self._file.seek(0)
-        chunk: list[str] = []
-        for line in self._file:
-            chunk.append(line)
-            if len(chunk) >= size:
+        self.finish()
+        if not self.count:
+            return
+        with self.path.open(encoding="utf-8") as lines:
+            chunk: list[str] = []
+            for line in lines:
+                chunk.append(line)
+                if len(chunk) >= size:
+                    yield chunk
+                    chunk = []
+            if chunk:
                 yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
+
+    def sibling(self, kind: str) -> _Spill:
+        """A new spill beside this one (the next round's)."""
+        return _Spill(self.path.with_name(f"{self.path.stem}.{kind}{uuid.uuid4().hex[:8]}.jsonl"))
 
     def close(self) -> None:
-        self._file.close()
+        self.finish()
+        self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> _Spill:
-        return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+@dataclass(frozen=True, slots=True)
+class _SpillFile:
+    """A spill as it crosses from a scanning process: its file and its number of lines."""
+
+    path: str
+    count: int
+
+    def open(self) -> _Spill:
+        return _Spill(Path(self.path), self.count)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomScan:
+    """What the scan of a room found: its counts, and spills of its unreadable rows'
+    differences, its message candidates and its cursor candidates (files in the run's work
+    directory, which the re-check reads and removes)."""
+
+    room_id: int
+    legacy_rows: int
+    new_messages: int
+    cursors: int
+    unreadable: _SpillFile
+    messages: _SpillFile
+    cursor_candidates: _SpillFile
+    counted_here: bool = True  # its progress was counted page by page (a scan in this process)
+
+
+def scan_room(
+    reader: MonolithReader,
+    store: ReadStore,
+    cursors: RoomCursors,
+    room: int,
+    page: int,
+    workdir: Path,
+    advance: Callable[[int, int], None] | None = None,
+    reads: Executor | None = None,
+) -> RoomScan:
+    """Both sides of a room in pages, each read a page ahead by `reads` (default: this
+    process's `readers()`), merged in id order; then its cursors. Blocking: run in a worker
+    thread or a scanning process. `advance(legacy rows, read-model messages)` as pages come."""
+    stem = workdir / f"{room}-{uuid.uuid4().hex[:8]}"
+    unreadable = _Spill(stem.with_suffix(".unreadable.jsonl"))
+    messages = _Spill(stem.with_suffix(".messages.jsonl"))
+    cursor_candidates = _Spill(stem.with_suffix(".cursors.jsonl"))
+    counts = {"legacy": 0, "new": 0}
+
+    pool = reads or readers()
+
+    def legacy_page(first: int) -> tuple[list[LegacyRow], int | None]:
+        read = reader.read_range(room, first, MAX_ID, page)
+        rows = legacy_rows(read.live, read.deleted, read.problems)
+        last = read.last_seen
+        if last is None or len(rows) < page or last >= MAX_ID:
+            return rows, None  # a short page is the last: no read to learn nothing follows
+        return rows, last + 1
+
+    def new_page(after: int) -> tuple[list[Message], int | None]:
+        found = store.after(room, after, page)
+        return found, None if len(found) < page else found[-1].message_id
+
+    def counted_legacy() -> Iterator[LegacyRow]:
+        for rows in ahead(legacy_page, 0, pool):
+            counts["legacy"] += len(rows)
+            if advance is not None:
+                advance(len(rows), 0)
+            yield from rows
+
+    def counted_new() -> Iterator[Message]:
+        for found in ahead(new_page, 0, pool):
+            counts["new"] += len(found)
+            if advance is not None:
+                advance(0, len(found))
+            yield from found
+
+    try:
+        for item in merge(room, counted_legacy(), counted_new()):
+            if isinstance(item, Difference):
+                unreadable.add(json.dumps(difference_json(item), ensure_ascii=False))
+            else:
+                messages.add(_message_line(item))
+        after, seen_cursors = 0, 0
+        while True:
+            found_cursors = cursors.cursors(room, after, page)
+            # The read model's cursors, a few reads at once (one read per cursor).
+            theirs = pool.map(lambda c: store.cursor(room, c.account_id), found_cursors)
+            for legacy, new in zip(found_cursors, theirs, strict=True):
+                candidate = compare_cursor(room, legacy, new)
+                if candidate is not None:
+                    cursor_candidates.add(_cursor_line(candidate))
+            seen_cursors += len(found_cursors)
+            if len(found_cursors) < page:
+                break
+            after = found_cursors[-1].account_id
+    except BaseException:
+        for spill in (unreadable, messages, cursor_candidates):
+            spill.close()
+        raise
+    return RoomScan(
+        room, counts["legacy"], counts["new"], seen_cursors, unreadable.finish(),
+        messages.finish(), cursor_candidates.finish(),
+    )  # fmt: skip
+
+
+# -- scanning processes ------------------------------------------------------------------------
+
+# What a scanning process reads with, built once in it by the pool's factory.
+Sides = tuple[MonolithReader, ReadStore, RoomCursors]
+_SIDES: Sides | _ScanFailed | None = None
+
+
+def _start_scanning(factory: Callable[[], Sides]) -> None:
+    """A scanning process's start: its clients (or why it has none: said at its first scan,
+    where the run can hear it; an initializer's error would only break the pool)."""
+    global _SIDES
+    logging.getLogger().setLevel(logging.WARNING)
+    try:
+        _SIDES = factory()
+    except Exception as exc:
+        _SIDES = _ScanFailed.of(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class _ScanFailed:
+    """An error in a scanning process, as it crosses back (an exception of ours may not be
+    rebuilt from its pickled form): which of our kinds it was, and its text."""
+
+    kind: str
+    text: str
+
+    @classmethod
+    def of(cls, exc: Exception) -> _ScanFailed:
+        kind = (
+            "monolith" if isinstance(exc, MonolithUnavailable)
+            else "read-model" if isinstance(exc, ReadStoreUnavailable)
+            else "unavailable" if isinstance(exc, Unavailable)
+            else "misconfigured" if isinstance(exc, Misconfigured)
+            else "value" if isinstance(exc, ValueError)
+            else "other"
+        )  # fmt: skip
+        return cls(kind, f"{type(exc).__name__}: {exc}")
+
+    def error(self) -> BaseException:
+        if self.kind == "monolith":
+            return MonolithUnavailable(self.text)
+        if self.kind == "read-model":
+            return ReadStoreUnavailable(self.text)
+        if self.kind == "unavailable":
+            return Unavailable(self.text)
+        if self.kind == "misconfigured":
+            return Misconfigured(self.text)
+        if self.kind == "value":
+            return ValueError(self.text)
+        return RuntimeError(f"a scanning process failed: {self.text}")
+
+
+def _warm() -> None:
+    """Nothing: a task that makes a process start (and build its clients)."""
+
+
+def _scan_in_process(room: int, page: int, workdir: str) -> RoomScan | _ScanFailed:
+    sides = _SIDES
+    if sides is None:
+        return _ScanFailed("other", "a scanning process without its clients")
+    if isinstance(sides, _ScanFailed):
+        return sides
+    reader, store, cursors = sides
+    try:
+        return dataclasses.replace(
+            scan_room(reader, store, cursors, room, page, Path(workdir)), counted_here=False
+        )
+    except Exception as exc:
+        return _ScanFailed.of(exc)
+
+
+class ScanPool:
+    """`workers` processes that each scan one room at a time (reading, translating and
+    comparing both sides is Python's work: one core per process, where threads would share
+    one). Each builds its own clients with `factory` (picklable: a module-level function and
+    settings) when it starts; they are started on first use (a spawned interpreter: no state
+    of this process is inherited) and stopped by `close`."""
+
+    def __init__(self, factory: Callable[[], Sides], workers: int) -> None:
+        if workers < 1:
+            raise ValueError(f"a scan pool has one process at least, got {workers}")
+        self.workers = workers
+        self._factory = factory
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _started(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_scanning, initargs=(self._factory,),
+            )  # fmt: skip
+        return self._executor
+
+    def warm(self) -> None:
+        """Starts every process now (a spawned interpreter takes a second or more to import
+        the project): their start overlaps the wait for the first frontier."""
+        executor = self._started()
+        for _ in range(self.workers):
+            executor.submit(_warm)
+
+    def submit(self, room: int, page: int, workdir: Path) -> asyncio.Future[RoomScan]:
+        loop = asyncio.get_running_loop()
+        scanning = loop.run_in_executor(self._started(), _scan_in_process, room, page, str(workdir))
+
+        async def done() -> RoomScan:
+            got = await scanning
+            if isinstance(got, _ScanFailed):
+                raise got.error()
+            return got
+
+        return asyncio.ensure_future(done())
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
 
 
 def _message_line(candidate: MessageCandidate) -> str:

@@ -48,7 +48,8 @@ class World:
 
     def __init__(self, tmp: Path, **settings: Any) -> None:
         self.monolith = InMemoryMonolith()
-        self.store = SqliteReadStore(tmp / "read-model.sqlite")
+        self.read_model_path = tmp / "read-model.sqlite"
+        self.store = SqliteReadStore(self.read_model_path)
         self.pipeline = MemoryPipeline()
         self.phases = MemoryPhaseStore()
         self.position = 0
@@ -103,3 +104,11 @@ class World:
         outcome = asyncio.run((check or self.check()).run(request, open_sink))
         writers[0].close(outcome.summary)
         return outcome, decode("".join(pieces))
+
+
+def sides_of(
+    monolith: InMemoryMonolith, read_model: Path
+) -> tuple[InMemoryMonolith, SqliteReadStore, MemoryRoomCursors]:
+    """What a scanning process of a test reads with: a copy of the monolith (pickled into the
+    process) and the read model's SQLite file."""
+    return monolith, SqliteReadStore(read_model), MemoryRoomCursors(monolith)

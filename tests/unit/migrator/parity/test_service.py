@@ -8,8 +8,9 @@ stream (range re-checks for a room missing its messages, a read per message for 
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Generator, Iterator, Sequence
+import functools
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,16 @@ from migrator.domain.parity import (
 from migrator.ports import Frontier, RoomBounds
 from migrator.service.parity import (
     ParityCheck,
-    ParityRequest,
+    ScanPool,
+    ahead,
     legacy_rows,
-    prefetched,
 )
 from migrator.settings import ParitySettings
 from newcore.adapters.embedded.sqlite_read_store import SqliteReadStore
 from newcore.domain.model import Message
 from newcore.domain.row_problems import RowProblem
-from tests.unit.migrator.parity.rig import FAST, OTHER, ROOM, World, row
+from newcore.errors import ReadStoreUnavailable
+from tests.unit.migrator.parity.rig import FAST, OTHER, ROOM, World, row, sides_of
 
 
 @pytest.fixture
@@ -357,31 +359,23 @@ def test_legacy_rows_of_a_page_in_id_order_with_their_problems() -> None:
     ]  # fmt: skip
 
 
-def test_prefetched_pages_pass_errors_on_and_stop_early() -> None:
-    def failing() -> Iterator[list[int]]:
-        yield [1]
-        raise RuntimeError("the store went away")
+def test_pages_are_read_one_ahead_and_a_read_s_error_is_raised() -> None:
+    asked: list[int] = []
 
-    pages = prefetched(failing())
-    assert next(pages) == [1]
-    with pytest.raises(RuntimeError, match="went away"):
-        next(pages)
-    produced: list[int] = []
+    def read(place: int) -> tuple[list[int], int | None]:
+        asked.append(place)
+        if place == 3:
+            raise RuntimeError("the store went away")
+        return [place], place + 1
 
-    def endless() -> Iterator[int]:
-        n = 0
-        while True:
-            n += 1
-            produced.append(n)
-            yield n
-
-    stream = prefetched(endless(), depth=2)
-    assert isinstance(stream, Generator)
-    assert next(stream) == 1
-    stream.close()  # the consumer stops: so does the producer
-    seen = len(produced)
-    assert seen <= 5
-    assert dataclasses.is_dataclass(ParityRequest)
+    with ThreadPoolExecutor(2) as pool:
+        pages = ahead(read, 1, pool)
+        assert next(pages) == [1]
+        assert next(pages) == [2]
+        with pytest.raises(RuntimeError, match="went away"):
+            next(pages)
+        assert asked == [1, 2, 3]
+        assert list(ahead(lambda p: ([p], None if p == 2 else p + 1), 0, pool)) == [[0], [1], [2]]
 
 
 class HotRow(MemoryPipeline):
@@ -434,3 +428,58 @@ def test_a_row_changing_faster_than_the_pipeline_settles_on_a_state_seen_after_t
     assert kinds(result) == [] and room.verdict is Verdict.CLEAN, room
     assert room.rechecked == 1
     assert world.monolith.read_messages([(ROOM, 2)]).live[(ROOM, 2)] != world.store.message(ROOM, 2)
+
+
+def test_rooms_scanned_by_processes_give_the_same_result(world: World, tmp_path: Path) -> None:
+    """Several rooms at once, each scanned by a process of a pool (its own clients): the same
+    rooms, differences and verdicts as scanned here, and the same marks."""
+    rooms = [ROOM, OTHER, 9, 10, 11, 12, 13, 14]  # 4 rooms a process at least
+    for room in rooms[2:]:
+        world.monolith.add_room(room)
+    for room in rooms:
+        world.put(*(row(i + room * 1000, room=room) for i in range(1, 60)))
+    world.monolith.move_cursor(OTHER, 3, 5, 5)
+    world.carry(rooms)
+    world.monolith.put(row(9005, "behind the back", room=9))  # field_differs
+    world.monolith.purge(10010)  # extra_in_new
+    world.monolith.put(row(11070, room=11))  # missing_in_new
+    world.monolith.move_cursor(OTHER, 3, 7, 7)  # cursor_differs
+    world.pipeline.write()
+    world.pipeline.carry()
+    _, here = world.run(rooms, mark=False)
+    factory = functools.partial(sides_of, world.monolith, world.read_model_path)
+    pool = ScanPool(factory, 2)
+    try:
+        outcome, there = world.run(rooms, check=world.check(scan_pool=pool))
+    finally:
+        pool.close()
+    assert [(r.result.room_id, r.result.verdict, r.differences) for r in there.rooms] == [
+        (r.result.room_id, r.result.verdict, r.differences) for r in here.rooms
+    ]
+    assert [kinds(there, room) for room in rooms] == [
+        [], [(Kind.CURSOR_DIFFERS, 3, "last_read_message_id"),
+             (Kind.CURSOR_DIFFERS, 3, "last_fetched_message_id")],
+        [(Kind.FIELD_DIFFERS, 9005, "body")], [(Kind.EXTRA_IN_NEW, 10010, "message")],
+        [(Kind.MISSING_IN_NEW, 11070, "message")], [], [], [],
+    ]  # fmt: skip
+    assert [r.result.legacy_rows for r in there.rooms] == [59, 59, 59, 58, 60, 59, 59, 59]
+    assert world.metrics.messages._value.get() == 2 * sum(r.result.legacy_rows for r in there.rooms)
+    assert world.phases.room(ROOM).parity_clean_at is not None
+    assert outcome.summary.rooms[Verdict.DIFFERENT] == 4
+
+
+def test_a_scanning_process_that_fails_fails_the_run_with_the_error_s_kind(
+    world: World, tmp_path: Path
+) -> None:
+    world.put(row(1))
+    world.carry()
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a directory")
+    pool = ScanPool(functools.partial(sides_of, world.monolith, a_file / "read-model.db"), 1)
+    for room in (9, 10):
+        world.monolith.add_room(room)
+    try:
+        with pytest.raises(ReadStoreUnavailable, match="read store"):
+            world.run([ROOM, OTHER, 9, 10], check=world.check(scan_pool=pool))
+    finally:
+        pool.close()
