@@ -153,8 +153,8 @@ def register(app: typer.Typer, wiring: Wiring | None = None) -> None:
             Path | None,
             typer.Option(
                 "--out",
-                help="Where the reports go: DIR/<run>/parity.json and parity.html (default "
-                "MIG_PARITY_REPORTS_DIR).",
+                help="Where the reports go: DIR/RUN/parity.json and parity.html (RUN: the "
+                "run's id; default MIG_PARITY_REPORTS_DIR).",
             ),
         ] = None,
         as_json: Annotated[
