@@ -74,6 +74,7 @@ from legacy_adapters.adapters.mariadb.monolith_reader import RANGE_SQL
 from legacy_adapters.settings import LegacyDatabaseSettings
 from newcore.adapters.hbase import schema
 from newcore.adapters.hbase.read_store import drop_tables
+from newcore.domain.hints import CursorHint
 from newcore.settings import HBaseSettings, KafkaSettings
 from newcore.wire.hints import encode_hint
 from tests.support.processes import free_port
@@ -370,6 +371,8 @@ def throttle_summary(job: Job) -> dict[str, Any]:
         "capture_lag_hints": spread(job.series("migrator_capture_lag_hints")),
         "probe_ms": spread(job.series("migrator_monolith_probe_seconds"), 1000),
         "threads_running": spread(job.series("migrator_monolith_threads_running")),
+        "rooms_sending": spread(job.series("migrator_backfill_rooms", state="sending")),
+        "rooms_waiting": spread(job.series("migrator_backfill_rooms", state="waiting")),
         "appends": int(appends),
         "append_mean_ms": round(total(last, "migrator_backfill_append_seconds_sum") / appends
                                 * 1000, 1) if appends else None,
@@ -408,14 +411,24 @@ class ReadModel:
             "MIG_SPOOL_DIR": str(state / f"{label}-spool"),
         }
         self.engine = make_engine(run.database, pool_size=2)
+        self.processes: list[Process] = []
         with self.engine.begin() as conn:
             conn.execute(text(f"CREATE DATABASE `{self.control_db}` CHARACTER SET utf8mb4"))
-        ensure_schema(control_engine(run.database, self.control_db))
-        self.processes: list[Process] = []
-        for module, ops in (("legacy_adapters.entrypoints.binlog_source", "MIG_BINLOG_OPS_PORT"),
-                            ("newcore.entrypoints.capturer", "MIG_CAPTURER_OPS_PORT"),
-                            ("newcore.entrypoints.updater", "MIG_UPDATER_OPS_PORT")):  # fmt: skip
-            self.processes.append(start(module, self.env, ops, state, label, nice=nice))
+        try:
+            control = control_engine(run.database, self.control_db)
+            try:
+                ensure_schema(control)
+            finally:
+                control.dispose()
+            for module, ops in (
+                ("legacy_adapters.entrypoints.binlog_source", "MIG_BINLOG_OPS_PORT"),
+                ("newcore.entrypoints.capturer", "MIG_CAPTURER_OPS_PORT"),
+                ("newcore.entrypoints.updater", "MIG_UPDATER_OPS_PORT"),
+            ):
+                self.processes.append(start(module, self.env, ops, state, label, nice=nice))
+        except BaseException:
+            self.close()
+            raise
         self.updater_port = self.processes[2].ops_port
 
     def pids(self) -> dict[str, int]:
@@ -573,7 +586,8 @@ class Backfill:
         }  # fmt: skip
 
 
-def run_backfill(model: ReadModel, run: Run, state: Path, *, via_hints: bool) -> Backfill:
+def run_backfill(model: ReadModel, run: Run, state: Path, *, via_hints: bool,
+                 extra: list[str]) -> Backfill:  # fmt: skip
     """Every room into the read model, until every room is marked backfilled: by
     `chat-migrate backfill all` (timed on the control store's clock, from just before its start
     to the last mark), or, `via_hints`, by range hints of 1,000 rows for every message put on
@@ -593,7 +607,7 @@ def run_backfill(model: ReadModel, run: Run, state: Path, *, via_hints: bool) ->
         how = f"{len(hints):,} range hints onto the hints topic (no chat-migrate)"
     else:
         messages = count(run.database, "messages")
-        job = Job(["backfill", "all"], model.env, state / f"{model.label}-backfill.log")
+        job = Job(["backfill", "all", *extra], model.env, state / f"{model.label}-backfill.log")
         how = "chat-migrate " + " ".join(job.args)
     marked, last_mark, applied = 0, None, 0.0
     try:
@@ -646,7 +660,12 @@ def backfill_part(run: Run, state: Path, args: argparse.Namespace,
     model = ReadModel(run, "backfill", state)
     print("  range hints (no chat-migrate) ..." if args.via_hints
           else "  chat-migrate backfill all ...", flush=True)  # fmt: skip
-    done = run_backfill(model, run, state, via_hints=args.via_hints)
+    try:
+        done = run_backfill(model, run, state, via_hints=args.via_hints,
+                            extra=args.backfill_args.split())  # fmt: skip
+    except BaseException:
+        model.close()
+        raise
     kafka_us = done.cpu.cpu.get("Kafka", 0.0) / done.messages * 1e6
     figures = done.figures() | {
         "floor": {"rate": round(floor.rate, 1), "read_us": round(floor.read_us, 1),
@@ -678,7 +697,8 @@ def print_throttle(seen: dict[str, Any] | None, indent: str = "  ") -> None:
           f"at median {rate.get('median', 0):,.0f} (min {rate.get('min', 0):,.0f}); throttled "
           f"{seen['throttled'] or 'never'}, {seen['throttle_wait_s'] or 0:.0f} s sending nothing; "
           f"capture lag {seen['capture_lag_hints']} hints, probe {seen['probe_ms']} ms, "
-          f"Threads_running {seen['threads_running']}; {seen['appends']:,} appends, mean "
+          f"Threads_running {seen['threads_running']}; rooms sending {seen['rooms_sending']}, "
+          f"waiting to be visible {seen['rooms_waiting']}; {seen['appends']:,} appends, mean "
           f"{seen['append_mean_ms']} ms")  # fmt: skip
 
 
@@ -726,15 +746,54 @@ def parity_summary(job: Job) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def parity_part(run: Run, state: Path, model: ReadModel | None, args: argparse.Namespace,
+def fill_for_parity(run: Run, state: Path, args: argparse.Namespace,
+                    results: dict[str, Any]) -> ReadModel:  # fmt: skip
+    """A read model for parity when the backfill part did not run: backfilled the same way
+    (its figures kept, not judged)."""
+    model = ReadModel(run, "parity", state)
+    print("\n== parity: filling the read model first ==", flush=True)
+    try:
+        done = run_backfill(model, run, state, via_hints=args.via_hints,
+                            extra=args.backfill_args.split())  # fmt: skip
+    except BaseException:
+        model.close()
+        raise
+    results["backfill_before_parity"] = done.figures()
+    print(f"  backfilled {done.messages:,} messages in {done.seconds:.1f} s")
+    return model
+
+
+def send_cursors(run: Run, model: ReadModel, timeout_s: float = 600) -> int:
+    """A CursorHint for every read cursor of the monolith, then waits until the updater has
+    applied as many events: the backfill sends message ranges only, so without this parity
+    compares the monolith's cursors with none and reports each one missing (and re-checks
+    every room after a fresh frontier). Harmless once the backfill carries cursors (the read
+    model keeps one state per cursor). Returns the cursors sent."""
+    connection = connect(run.database, pymysql.cursors.SSCursor)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT room_id, account_id FROM room_cursors")
+            hints = [CursorHint(room, account) for room, account in cursor]
+    finally:
+        connection.close()
+    before = model.applied()
+    asyncio.run(produce(run.kafka, model.env["MIG_TOPIC_HINTS"],
+                        [(h.room_id, encode_hint(h)) for h in hints]))  # fmt: skip
+    deadline = time.monotonic() + timeout_s
+    while model.applied() - before < len(hints):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{len(hints):,} cursor hints not applied in {timeout_s:.0f} s")
+        time.sleep(0.5)
+    return len(hints)
+
+
+def parity_part(run: Run, state: Path, model: ReadModel, args: argparse.Namespace,
                 results: dict[str, Any]) -> None:  # fmt: skip
     print("\n== parity ==", flush=True)
-    if model is None:
-        model = ReadModel(run, "parity", state)
-        print("  filling the read model first ...", flush=True)
-        done = run_backfill(model, run, state, via_hints=args.via_hints)
-        results["backfill_before_parity"] = done.figures()
-        print(f"  backfilled {done.messages:,} messages in {done.seconds:.1f} s")
+    began = time.monotonic()
+    cursors = send_cursors(run, model)
+    print(f"  {cursors:,} cursor hints sent and applied in {time.monotonic() - began:.1f} s (the "
+          "backfill carries no cursors)", flush=True)  # fmt: skip
     sql = mariadb_scan(run, results)
     hbase = scan_hbase(model.hbase)
     results["hbase_scan"] = hbase.figures()
@@ -743,17 +802,28 @@ def parity_part(run: Run, state: Path, model: ReadModel | None, args: argparse.N
     meter.begin()
     print("  chat-migrate parity all --no-mark ...", flush=True)
     job = Job(["parity", "all", "--no-mark"], model.env, state / "parity.log", PARITY_PROGRESS)
-    code = job.wait()
+    try:
+        while job.poll() is None and time.monotonic() - job.began < args.parity_timeout:
+            time.sleep(0.2)
+    finally:
+        code = job.stop()  # at once when it ended by itself
+    finished = time.monotonic() - job.began < args.parity_timeout
     seconds = job.ended - job.began
-    cpu = meter.end(sql.rows, {"chat-migrate": job.cpu_s})
+    compared = sql.rows
+    if not finished:
+        compared = int(parity_summary(job).get("messages", 0))
+        print(f"  chat-migrate parity stopped after {seconds:.0f} s (--parity-timeout) with "
+              f"{compared:,} of {sql.rows:,} messages compared")  # fmt: skip
+    cpu = meter.end(compared, {"chat-migrate": job.cpu_s})
     if code != 0:
         print(f"  chat-migrate parity exited {code}:\n{job.tail()}")
-    rate = sql.rows / seconds
-    at = rss_at_progress(job, sql.rows)
+    rate = compared / seconds
+    at = rss_at_progress(job, compared)
     flat = bool(at) and at["100%"] <= at["10%"] * (1 + FLAT_GROWTH)
     results["parity"] = {
         "command": "chat-migrate " + " ".join(job.args), "exit_code": code,
-        "messages": sql.rows, "seconds": round(seconds, 2), "rate": round(rate, 1),
+        "finished": finished, "cursor_hints_sent_before": cursors,
+        "messages": compared, "seconds": round(seconds, 2), "rate": round(rate, 1),
         "slower_scan": slower.what, "slower_scan_rate": round(slower.rate, 1),
         "share_of_slower_scan": round(rate / slower.rate, 3),
         "rss_mb": {"peak_sampled": round(job.peak_mb, 1), "ru_maxrss": round(job.maxrss_mb, 1),
@@ -762,7 +832,7 @@ def parity_part(run: Run, state: Path, model: ReadModel | None, args: argparse.N
         "job_cpu_s": round(job.cpu_s, 2), "cpu": cpu.figures(), "log": str(job.log),
         "seen": parity_summary(job),
     }  # fmt: skip
-    print(f"  parity: {sql.rows:,} messages in {seconds:.1f} s = {rate:,.0f} messages/s "
+    print(f"  parity: {compared:,} messages in {seconds:.1f} s = {rate:,.0f} messages/s "
           f"(exit {code}); slower raw scan: {slower.what.split(':')[0]} {slower.rate:,.0f} rows/s; "
           f"RSS peak {job.peak_mb:.0f} MB, ru_maxrss {job.maxrss_mb:.0f} MB, "
           + ", ".join(f"{k} {v:.0f} MB" for k, v in at.items()))  # fmt: skip
@@ -937,14 +1007,19 @@ def monolith_part(run: Run, state: Path, args: argparse.Namespace,
         with timed_window(windows, "without"):
             time.sleep(args.seconds)
         cpu["without"] = meter.end()
-        how = "range hints" if args.via_hints else "chat-migrate backfill all"
+        how = (
+            "range hints"
+            if args.via_hints
+            else " ".join(["chat-migrate backfill all", args.backfill_args]).strip()
+        )
         print(f"  {how}, {args.ramp} s to ramp up, then {args.seconds} s", flush=True)
         if args.via_hints:
             hints, _ = range_hints(run.database)
             asyncio.run(produce(run.kafka, model.env["MIG_TOPIC_HINTS"],
                                 [(h.room_id, encode_hint(h)) for h in hints]))  # fmt: skip
         else:
-            job = Job(["backfill", "all"], model.env, state / "monolith-backfill.log")
+            job = Job(["backfill", "all", *args.backfill_args.split()], model.env,
+                      state / "monolith-backfill.log")  # fmt: skip
             pids |= {"chat-migrate": job.pid}
         time.sleep(args.ramp)
         meter = CpuMeter(pids)
@@ -1040,7 +1115,8 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
             "baseline": f"slower scan {p['slower_scan'].split(':')[0]} "
                         f"{p['slower_scan_rate']:,.0f} rows/s",
             "ratio": p["share_of_slower_scan"], "goal": f">= {PARITY_SHARE_OF_SCAN}",
-            "met": p["exit_code"] == 0 and p["share_of_slower_scan"] >= PARITY_SHARE_OF_SCAN,
+            "met": p["finished"] and p["exit_code"] == 0
+            and p["share_of_slower_scan"] >= PARITY_SHARE_OF_SCAN,
         })  # fmt: skip
         rss = p["rss_mb"]
         peak = max(rss["peak_sampled"], rss["ru_maxrss"])
@@ -1122,6 +1198,12 @@ def main() -> int:
     parser.add_argument("--rooms", type=int, default=64, help="seeded rooms the load covers")
     parser.add_argument("--write-share", type=float, default=0.10, help="share of posts")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--backfill-args", default="",
+                        help="more options for chat-migrate backfill all, e.g. "
+                             "'--rooms-in-parallel 4' (default: none, the settings' values)")  # fmt: skip
+    parser.add_argument("--parity-timeout", type=float, default=900,
+                        help="stop parity after this many seconds; its rate is then taken "
+                             "over the messages it compared")  # fmt: skip
     parser.add_argument("--via-hints", action="store_true",
                         help="backfill with raw range hints instead of chat-migrate (the "
                              "pipeline's own rate, for comparison; no marks)")  # fmt: skip
@@ -1158,6 +1240,8 @@ def main() -> int:
                 model.close()
                 model = None
         if args.only in (None, "parity"):
+            if model is None:
+                model = fill_for_parity(run, state, args, results)
             parity_part(run, state, model, args, results)
         if model is not None:
             model.close()
