@@ -53,7 +53,7 @@ class Cli:
         self.opened: list[ParitySettings] = []
         self._capsys = capsys
         self._monkeypatch = monkeypatch
-        monkeypatch.setattr(command, "_logging", lambda: logging.getLogger("test.cli"))
+        monkeypatch.setattr(command, "job_logging", lambda ops: logging.getLogger("test.cli"))
         self.app = typer.Typer(name="chat-migrate", add_completion=False)
 
         @self.app.callback()
