@@ -112,6 +112,7 @@ def environment(seeded: Seeded) -> dict[str, str]:
         "MIG_PARITY_REPORTS_DIR": str(seeded.reports),
         "MIG_PARITY_FRONTIER_TIMEOUT_S": "60",
         "MIG_MIGRATOR_METRICS_PORT": "0",
+        "MIG_MIGRATOR_LOG_FILE": str(seeded.reports / "chat-migrate.log"),
     }
 
 
