@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from migrator.settings import MigratorOpsSettings
 from newcore.adapters.ops import JsonLines, Repeats
@@ -36,3 +40,16 @@ def job_logging(ops: MigratorOpsSettings) -> logging.Logger:
     root.setLevel("INFO")
     logging.getLogger("aiokafka").setLevel("WARNING")
     return logging.getLogger(SERVICE)
+
+
+@contextmanager
+def beside_progress(ops: MigratorOpsSettings) -> Iterator[None]:
+    """While a progress bar is shown: terminal lines are written through tqdm (above the bar,
+    not through it), at the same level and with the same filter as `job_logging` set (tqdm's
+    own redirection copies only the formatter); the log file is left as it is."""
+    with logging_redirect_tqdm():
+        for handler in logging.getLogger().handlers:
+            if not isinstance(handler, logging.FileHandler):
+                handler.setLevel(ops.terminal_log_level)
+                handler.addFilter(Repeats(SERVICE))
+        yield

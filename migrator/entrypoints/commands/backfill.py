@@ -25,13 +25,12 @@ from typing import Annotated, Any, Protocol
 
 import typer
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gateway.domain.jobs import check_job_name, check_rate
 from gateway.domain.phases import check_who
 from migrator.domain.backfill import check_chunk_rows, parse_order
 from migrator.domain.selection import parse_rooms
-from migrator.entrypoints.logs import job_logging
+from migrator.entrypoints.logs import beside_progress, job_logging
 from migrator.errors import OperatorError
 from migrator.service.backfill import (
     Backfill,
@@ -181,7 +180,7 @@ def register(app: typer.Typer, wiring: Wiring | None = None) -> None:
         runner = check_who(settings.ops.who if who is None else who)
         request = BackfillRequest(job, selection, runner, order=chosen_order, restart=restart)
         log = job_logging(settings.ops)
-        with logging_redirect_tqdm():
+        with beside_progress(settings.ops):
             outcome = asyncio.run(_run(wired, settings, job_settings, request, log))
         typer.echo(summary(outcome))
 

@@ -26,7 +26,6 @@ from typing import Annotated, Any, Protocol
 
 import typer
 from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from gateway.domain.phases import check_who
 from migrator.adapters.report.html import write_html
@@ -35,7 +34,7 @@ from migrator.adapters.report.terminal import summary_lines
 from migrator.domain.parity import Header, Kind, Summary, Verdict
 from migrator.domain.selection import Selection, parse_rooms, resolve
 from migrator.entrypoints.failures import EXIT_UNAVAILABLE
-from migrator.entrypoints.logs import job_logging
+from migrator.entrypoints.logs import beside_progress, job_logging
 from migrator.errors import OperatorError
 from migrator.service.parity import ParityJob, ParityMetrics, ParityRequest, ProgressView
 from migrator.settings import MigratorSettings, ParitySettings
@@ -183,7 +182,7 @@ def register(app: typer.Typer, wiring: Wiring | None = None) -> None:
         if out is not None:
             parity_settings = parity_settings.model_copy(update={"reports_dir": out})
         log = job_logging(settings.ops)
-        with logging_redirect_tqdm():
+        with beside_progress(settings.ops):
             done = asyncio.run(
                 _run(wired, settings, parity_settings, selection, runner, not no_mark, log)
             )
