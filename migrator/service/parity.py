@@ -21,10 +21,12 @@ One run, in order:
    work, one core per process: with a `ScanPool`, rooms are scanned by `workers` processes
    at once (each with its own clients), scans running ahead of the room being re-checked;
    without one, or for fewer than POOL_ROOMS_PER_WORKER rooms per process (starting one costs
-   seconds), in a worker thread here. Rooms are reported in the order asked.
-3. **Re-check**, per room with candidates, up to `recheck_rounds` times: mark a new frontier
-   (after the scan read every candidate's monolith state), wait until it is reached (late: the
-   room is late), then read each candidate again, the read model first, then the monolith
+   seconds), by a few threads here. Rooms are reported in the order asked.
+3. **Re-check** of the candidates of a batch of rooms (`rooms_per_frontier`, scanned ahead:
+   one frontier awaited per round for all of them, not one per room), up to `recheck_rounds`
+   times: mark a new frontier (after the scans read every candidate's monolith state), wait
+   until it is reached (late: the batch's rooms with candidates are late), then read each
+   candidate again, the read model first, then the monolith
    (`domain.parity.recheck_*`): the same now is lag, not a difference; still different with
    the monolith's state unchanged is **confirmed** and reported; changed meanwhile (written
    during the check) goes to the next round from the state just read, and is never reported.
@@ -226,6 +228,113 @@ class Tuning:
     poll_s: float = 0.2  # between two looks at whether a frontier is reached
     measure_workers: int = 4  # rooms measured at once for the progress bar
     sample_limit: int = 1000  # candidates whose states are sampled while a frontier is awaited
+    scan_threads: int = 4  # rooms scanned at once in this process (no pool): waits overlap
+    rooms_ahead: int = 64  # rooms scanned (or being scanned) ahead of the ones being written
+    rooms_per_frontier: int = 64  # rooms whose candidates are re-checked at one frontier
+
+
+class _Room:
+    """A room between its scan and its outcome: its result so far, its candidates (messages,
+    cursors: the current round's spills), its unreadable rows' and confirmed differences."""
+
+    def __init__(
+        self,
+        room_id: int,
+        scan: RoomScan | None,
+        result: RoomResult,
+        late: str | None,
+        metrics: ParityMetrics,
+    ) -> None:
+        self.room_id = room_id
+        self.scan = scan
+        self.result = result
+        self.late = late
+        self._metrics = metrics
+        self.spills = [_Spill(None), _Spill(None)]
+        self.unreadable = _Spill(None)
+        self.confirmed = _Spill(None)
+        if scan is not None:
+            self.spills = [scan.messages.open(), scan.cursor_candidates.open()]
+            self.unreadable = scan.unreadable.open()
+            self.confirmed = self.spills[0].sibling("confirmed")
+
+    @classmethod
+    def of(
+        cls,
+        room_id: int,
+        scan: RoomScan | None,
+        compared_at: Frontier,
+        late: str | None,
+        metrics: ParityMetrics,
+    ) -> _Room:
+        if scan is None:
+            return cls(room_id, None, RoomResult(room_id, Verdict.LATE), late, metrics)
+        result = RoomResult(
+            room_id, Verdict.CLEAN, compared_at=compared_at, legacy_rows=scan.legacy_rows,
+            new_messages=scan.new_messages, cursors=scan.cursors,
+        )  # fmt: skip
+        metrics.cursors.inc(scan.cursors)
+        metrics.candidates.inc(scan.messages.count + scan.cursor_candidates.count)
+        return cls(room_id, scan, result, None, metrics)
+
+    @property
+    def left(self) -> int:
+        """Candidates still to re-check."""
+        return sum(spill.count for spill in self.spills)
+
+    def confirm(self, difference: Difference) -> None:
+        """A difference confirmed by a re-check: written with the room's outcome."""
+        self.confirmed.add(json.dumps(difference_json(difference), ensure_ascii=False))
+        self.result.counts[difference.kind] += 1
+        self._metrics.differences[difference.kind].inc()
+
+    def close(self) -> None:
+        for spill in (*self.spills, self.unreadable, self.confirmed):
+            spill.close()
+
+
+class _Scans:
+    """Where rooms are scanned: a pool of processes, or threads of this process (then the
+    progress shows page by page)."""
+
+    def __init__(self, check: ParityCheck, workdir: Path, pool: ScanPool | None) -> None:
+        self._check = check
+        self._workdir = workdir
+        self._pool = pool
+        self._threads = (
+            ThreadPoolExecutor(check._tuning.scan_threads, thread_name_prefix="parity-scan")
+            if pool is None
+            else None
+        )
+
+    def submit(self, room: int) -> asyncio.Future[RoomScan]:
+        check = self._check
+        page = check._settings.page
+        if self._pool is not None:
+
+            def scanned(scan: RoomScan) -> None:  # the progress, as each room comes in
+                check._progress.advance(scan.legacy_rows)
+                check._metrics.messages.inc(scan.legacy_rows)
+                check._metrics.new_messages.inc(scan.new_messages)
+
+            return self._pool.submit(room, page, self._workdir, scanned)
+        assert self._threads is not None
+
+        def advance(legacy: int, new: int) -> None:
+            check._progress.advance(legacy)
+            check._metrics.messages.inc(legacy)
+            check._metrics.new_messages.inc(new)
+
+        return asyncio.wrap_future(
+            self._threads.submit(
+                scan_room, check._reader, check._store, check._cursors, room, page,
+                self._workdir, advance,
+            )
+        )  # fmt: skip
+
+    def close(self) -> None:
+        if self._threads is not None:
+            self._threads.shutdown(wait=True, cancel_futures=True)
 
 
 class ParityCheck:
@@ -300,35 +409,42 @@ class ParityCheck:
                                      "timeout_s": s.frontier_timeout_s})  # fmt: skip
         tally = Tally()
         with tempfile.TemporaryDirectory(prefix="chat-parity-") as workdir:
-            scans: collections.deque[tuple[int, asyncio.Future[RoomScan] | None]] = (
+            window: collections.deque[tuple[int, asyncio.Future[RoomScan] | None]] = (
                 collections.deque()
             )
             rooms = iter(request.rooms)
-            # Scans run ahead of the rooms being re-checked and written: every process busy.
-            ahead = 1 if pool is None else pool.workers + 1
+            scans = _Scans(self, Path(workdir), pool)
 
-            def submit() -> None:
-                room = next(rooms, None)
-                if room is not None:
-                    scans.append((room, None if late else self._submit(room, Path(workdir), pool)))
+            def fill() -> None:
+                # Scans run ahead of the rooms being re-checked and written (every process
+                # busy, and many rooms' candidates re-checked at one frontier).
+                while len(window) < self._tuning.rooms_ahead:
+                    room = next(rooms, None)
+                    if room is None:
+                        return
+                    window.append((room, None if late else scans.submit(room)))
 
             try:
-                for _ in range(ahead):
-                    submit()
-                while scans:
-                    room, scanning = scans.popleft()
-                    scan = None if scanning is None else await scanning
-                    submit()
-                    result = await self._room(room, frontier, late, scan, request, sink)
-                    tally.add(result)
-                    if on_room is not None:
-                        on_room(result)
+                fill()
+                while window:
+                    # The next rooms, once scanned, their candidates re-checked together: one
+                    # frontier awaited per round for all of them, not one per room.
+                    batch: list[tuple[int, RoomScan | None]] = []
+                    while window and len(batch) < self._tuning.rooms_per_frontier:
+                        room, scanning = window.popleft()
+                        batch.append((room, None if scanning is None else await scanning))
+                        fill()
+                    for result in await self._rooms(batch, frontier, late, request, sink):
+                        tally.add(result)
+                        if on_room is not None:
+                            on_room(result)
             finally:
-                for _, scanning in scans:
+                for _, scanning in window:
                     if scanning is not None:
                         scanning.cancel()
                         with contextlib.suppress(BaseException):
                             await scanning
+                scans.close()
                 measuring.cancel()
                 with contextlib.suppress(BaseException):
                     await measuring
@@ -390,101 +506,90 @@ class ParityCheck:
 
     # -- one room ----------------------------------------------------------------------------
 
-    def _submit(self, room: int, workdir: Path, pool: ScanPool | None) -> asyncio.Future[RoomScan]:
-        """Starts the scan of a room: in a process of the pool, or in a worker thread here
-        (then its progress shows page by page)."""
-        page = self._settings.page
-        if pool is not None:
-            return pool.submit(room, page, workdir)
-
-        def advance(legacy: int, new: int) -> None:
-            self._progress.advance(legacy)
-            self._metrics.messages.inc(legacy)
-            self._metrics.new_messages.inc(new)
-
-        return asyncio.ensure_future(
-            asyncio.to_thread(
-                scan_room, self._reader, self._store, self._cursors, room, page, workdir, advance
-            )
-        )
-
-    async def _room(
+    async def _rooms(
         self,
-        room: int,
+        batch: list[tuple[int, RoomScan | None]],
         compared_at: Frontier,
         late: str | None,
-        scan: RoomScan | None,
         request: ParityRequest,
         sink: ResultSink,
-    ) -> RoomResult:
+    ) -> list[RoomResult]:
+        """Rooms scanned (None: not compared, late): their candidates re-checked together, one
+        frontier per round for every room of the batch, then each room's outcome written, in
+        order."""
         began = time.monotonic()
-        sink.start_room(room)
-        result = RoomResult(room, Verdict.CLEAN, compared_at=None if late else compared_at)
+        rooms = [_Room.of(room, scan, compared_at, late, self._metrics) for room, scan in batch]
+        try:
+            await self._settle([r for r in rooms if r.scan is not None])
+            results = []
+            for room in rooms:
+                results.append(await self._finish(room, request, sink))
+                room.result.seconds += time.monotonic() - began
+        finally:
+            for room in rooms:
+                room.close()
+        return results
 
-        def emit(difference: Difference) -> None:
-            sink.difference(difference)
-            result.counts[difference.kind] += 1
-            self._metrics.differences[difference.kind].inc()
+    async def _settle(self, rooms: list[_Room]) -> None:
+        """The re-check rounds of the rooms' candidates (module docstring, 3)."""
+        for _ in range(self._settings.recheck_rounds):
+            active = [room for room in rooms if room.left]
+            if not active:
+                return
+            left = sum(room.left for room in active)
+            frontier = await self._pipeline.mark()
+            seen: dict[int, Seen] = {room.room_id: {} for room in active}
+            sample = (
+                functools.partial(self._sample_rooms, active, seen)
+                if left <= self._tuning.sample_limit
+                else None
+            )
+            if not await self._wait(frontier, sample):
+                for room in active:
+                    room.late = (
+                        self._late(frontier)
+                        + f"; {room.left} row(s) of the room could not be re-checked"
+                    )
+                return
+            for room in active:
+                room.result.settled_at = frontier
+                room.spills = list(
+                    await asyncio.to_thread(
+                        self._recheck, room.room_id, room.result, room.spills[0], room.spills[1],
+                        seen[room.room_id], room.confirm,
+                    )
+                )  # fmt: skip
 
-        unsettled = 0
-        if scan is not None:
-            result.legacy_rows, result.new_messages = scan.legacy_rows, scan.new_messages
-            result.cursors = scan.cursors
-            self._metrics.cursors.inc(scan.cursors)
-            if not scan.counted_here:  # a scan here counted its pages as it went
-                self._progress.advance(scan.legacy_rows)
-                self._metrics.messages.inc(scan.legacy_rows)
-                self._metrics.new_messages.inc(scan.new_messages)
-            spills = [scan.messages.open(), scan.cursor_candidates.open()]
-            try:
-                with contextlib.closing(scan.unreadable.open()) as unreadable:
-                    for lines in unreadable.chunks(self._settings.page):
-                        for line in lines:
-                            emit(difference_from_json(json.loads(line)))
-                self._metrics.candidates.inc(sum(spill.count for spill in spills))
-                for _ in range(self._settings.recheck_rounds):
-                    left = sum(spill.count for spill in spills)
-                    if not left:
-                        break
-                    frontier = await self._pipeline.mark()
-                    seen: Seen = {}
-                    sample = (
-                        functools.partial(self._sample, room, spills[0], spills[1], seen)
-                        if left <= self._tuning.sample_limit
-                        else None
-                    )
-                    waited = await self._wait(frontier, sample)
-                    if not waited:
-                        late = (
-                            self._late(frontier)
-                            + f"; {left} row(s) of the room could not be re-checked"
-                        )
-                        break
-                    result.settled_at = frontier
-                    spills = list(
-                        await asyncio.to_thread(
-                            self._recheck, room, result, spills[0], spills[1], seen, emit
-                        )
-                    )
-                unsettled = 0 if late else sum(spill.count for spill in spills)
-            finally:
-                for spill in spills:
-                    spill.close()
+    async def _finish(self, room: _Room, request: ParityRequest, sink: ResultSink) -> RoomResult:
+        """A room's outcome: its differences (unreadable rows' as the scan met them, then the
+        confirmed ones) and result to the sink, its clean mark."""
+        result = room.result
+        began = time.monotonic()
+        sink.start_room(room.room_id)
+        for spill in (room.unreadable, room.confirmed):
+            for lines in spill.chunks(self._settings.page):
+                for line in lines:
+                    difference = difference_from_json(json.loads(line))
+                    sink.difference(difference)
+                    if spill is room.unreadable:
+                        result.counts[difference.kind] += 1
+                        self._metrics.differences[difference.kind].inc()
+        unsettled = 0 if room.late else room.left
         blocking = sum(n for kind, n in result.counts.items() if kind in BLOCKING)
-        result.verdict, result.reason = verdict_of(blocking, unsettled, late)
+        result.verdict, result.reason = verdict_of(blocking, unsettled, room.late)
         result.unsettled = unsettled
         if result.verdict is Verdict.CLEAN and request.mark:
             await asyncio.to_thread(
-                self._phases.mark_parity_clean, room, result.positions(), request.who
+                self._phases.mark_parity_clean, room.room_id, result.positions(), request.who
             )
             result.marked_clean = True
-        result.seconds = time.monotonic() - began
+        result.seconds = (room.scan.seconds if room.scan else 0.0) + time.monotonic() - began
         sink.end_room(result)
         self._metrics.rooms[result.verdict].inc()
         self._log.info(
             "room compared",
             extra={
-                "room": room, "verdict": result.verdict.value, "reason": result.reason,
+                "room": room.room_id, "verdict": result.verdict.value, "reason": result.reason,
                 "rows": result.legacy_rows, "cursors": result.cursors,
                 "differences": {k.value: n for k, n in result.counts.items() if n},
                 "rechecked": result.rechecked, "unsettled": unsettled,
@@ -492,6 +597,10 @@ class ParityCheck:
             },
         )  # fmt: skip
         return result
+
+    def _sample_rooms(self, rooms: list[_Room], seen: dict[int, Seen]) -> None:
+        for room in rooms:
+            self._sample(room.room_id, room.spills[0], room.spills[1], seen[room.room_id])
 
     # -- a re-check round (a worker thread) ----------------------------------------------------
 
@@ -525,9 +634,14 @@ class ParityCheck:
                 result.rechecked += len(chunk)
             for lines in cursors.chunks(page):
                 cursor_chunk = [_cursor_candidate(room, line) for line in lines]
-                new_cursors = {
-                    c.account_id: self._store.cursor(room, c.account_id) for c in cursor_chunk
-                }
+                accounts = [c.account_id for c in cursor_chunk]
+                new_cursors = dict(
+                    zip(
+                        accounts,
+                        readers().map(lambda a: self._store.cursor(room, a), accounts),
+                        strict=True,
+                    )
+                )
                 legacy_cursors = self._reader.read_cursors(
                     [(room, c.account_id) for c in cursor_chunk]
                 )
@@ -601,8 +715,10 @@ class ParityCheck:
         if len(chunk) > 1 and len(known) == len(between) and sum(known) <= len(chunk):
             return self._new_range(room, chunk[0].message_id, chunk[-1].message_id, wanted)
         found: dict[int, Message] = {}
-        for message_id in sorted(wanted):
-            message = self._store.message(room, message_id)
+        ids = sorted(wanted)  # one read each, a few at once
+        for message_id, message in zip(
+            ids, readers().map(lambda m: self._store.message(room, m), ids), strict=True
+        ):
             if message is not None:
                 found[message_id] = message
         return found
@@ -647,7 +763,7 @@ Place = TypeVar("Place")
 
 _READERS: ThreadPoolExecutor | None = None
 _READERS_LOCK = threading.Lock()
-READERS = 4  # threads of a process that read pages and cursors (the read model's pool: 4)
+READERS = 8  # threads of a process that read pages and cursors (both sides of a few rooms)
 
 
 def readers() -> ThreadPoolExecutor:
@@ -681,10 +797,17 @@ class _Spill:
     removed when closed: a room's candidates never sit in memory, whatever their number. The
     file is made on the first line (an empty spill is no file)."""
 
-    def __init__(self, path: Path, count: int = 0) -> None:
-        self.path = path
+    def __init__(self, path: Path | None, count: int = 0) -> None:
+        """`path` None: an empty spill that takes no line (a room not scanned)."""
+        self._path = path
         self.count = count
         self._out: IO[str] | None = None
+
+    @property
+    def path(self) -> Path:
+        if self._path is None:
+            raise RuntimeError("an empty spill has no file")
+        return self._path
 
     def add(self, line: str) -> None:
         if self._out is None:
@@ -697,7 +820,7 @@ class _Spill:
         if self._out is not None:
             self._out.close()
             self._out = None
-        return _SpillFile(str(self.path), self.count)
+        return _SpillFile(str(self._path) if self._path is not None else "", self.count)
 
     def chunks(self, size: int) -> Iterator[list[str]]:
         self.finish()
@@ -719,7 +842,8 @@ class _Spill:
 
     def close(self) -> None:
         self.finish()
-        self.path.unlink(missing_ok=True)
+        if self._path is not None:
+            self._path.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -730,7 +854,7 @@ class _SpillFile:
     count: int
 
     def open(self) -> _Spill:
-        return _Spill(Path(self.path), self.count)
+        return _Spill(Path(self.path) if self.path else None, self.count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -747,6 +871,7 @@ class RoomScan:
     messages: _SpillFile
     cursor_candidates: _SpillFile
     counted_here: bool = True  # its progress was counted page by page (a scan in this process)
+    seconds: float = 0.0
 
 
 def scan_room(
@@ -762,6 +887,7 @@ def scan_room(
     """Both sides of a room in pages, each read a page ahead by `reads` (default: this
     process's `readers()`), merged in id order; then its cursors. Blocking: run in a worker
     thread or a scanning process. `advance(legacy rows, read-model messages)` as pages come."""
+    began = time.monotonic()
     stem = workdir / f"{room}-{uuid.uuid4().hex[:8]}"
     unreadable = _Spill(stem.with_suffix(".unreadable.jsonl"))
     messages = _Spill(stem.with_suffix(".messages.jsonl"))
@@ -821,7 +947,7 @@ def scan_room(
         raise
     return RoomScan(
         room, counts["legacy"], counts["new"], seen_cursors, unreadable.finish(),
-        messages.finish(), cursor_candidates.finish(),
+        messages.finish(), cursor_candidates.finish(), seconds=time.monotonic() - began,
     )  # fmt: skip
 
 
@@ -925,7 +1051,14 @@ class ScanPool:
         for _ in range(self.workers):
             executor.submit(_warm)
 
-    def submit(self, room: int, page: int, workdir: Path) -> asyncio.Future[RoomScan]:
+    def submit(
+        self,
+        room: int,
+        page: int,
+        workdir: Path,
+        on_scanned: Callable[[RoomScan], None] | None = None,
+    ) -> asyncio.Future[RoomScan]:
+        """The scan of a room by one of the processes; `on_scanned` as soon as it is in."""
         loop = asyncio.get_running_loop()
         scanning = loop.run_in_executor(self._started(), _scan_in_process, room, page, str(workdir))
 
@@ -933,6 +1066,8 @@ class ScanPool:
             got = await scanning
             if isinstance(got, _ScanFailed):
                 raise got.error()
+            if on_scanned is not None:
+                on_scanned(got)
             return got
 
         return asyncio.ensure_future(done())

@@ -86,7 +86,7 @@ class World:
     def check(self, **options: Any) -> ParityCheck:
         return ParityCheck(
             self.monolith, self.store, MemoryRoomCursors(self.monolith), self.pipeline,
-            self.phases, self.settings, metrics=self.metrics, tuning=FAST,
+            self.phases, self.settings, metrics=self.metrics, tuning=options.pop("tuning", FAST),
             log=logging.getLogger("test"), **options,
         )  # fmt: skip
 

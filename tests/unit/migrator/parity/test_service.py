@@ -8,6 +8,7 @@ stream (range re-checks for a room missing its messages, a read per message for 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -483,3 +484,35 @@ def test_a_scanning_process_that_fails_fails_the_run_with_the_error_s_kind(
             world.run([ROOM, OTHER, 9, 10], check=world.check(scan_pool=pool))
     finally:
         pool.close()
+
+
+class CountedMarks(MemoryPipeline):
+    def __init__(self) -> None:
+        super().__init__()
+        self.marks = 0
+
+    async def mark(self) -> Frontier:
+        self.marks += 1
+        return await super().mark()
+
+
+def test_many_rooms_candidates_are_rechecked_at_one_frontier(world: World) -> None:
+    """A frontier awaited per round for a batch of rooms, not one per room: the wait is the
+    re-check's cost (the pipeline's lag)."""
+    rooms = list(range(100, 120))
+    for room in rooms:
+        world.monolith.add_room(room)
+        world.put(row(room * 10, room=room))
+    world.carry(rooms)
+    for room in rooms:
+        world.monolith.put(row(room * 10 + 1, room=room))  # behind the back: missing in new
+    counted = CountedMarks()
+    counted.binlog_end = world.pipeline.binlog_end + 100
+    counted.carry()
+    world.pipeline = counted
+    outcome, result = world.run(
+        rooms, check=world.check(tuning=dataclasses.replace(FAST, rooms_per_frontier=8))
+    )
+    assert outcome.summary.differences[Kind.MISSING_IN_NEW] == 20
+    assert [r.result.room_id for r in result.rooms] == rooms
+    assert counted.marks == 1 + 3  # the first frontier, then one per batch of 8 rooms
