@@ -11,7 +11,7 @@ rely on; each field it ignores says why (DESIGN.md, "Parity noise").
 | both errors | the `errors` arrays, exactly and in order; a side without one: the bodies as bytes | `errors`, `body_bytes` |
 | LIST, both 2xx | a 204 is "no messages", compared as `[]` (so 204 against `[]` is only a `status` difference) | |
 | LIST: which messages | the lists of `message_id`s: a message on one side only is one Difference | `presence` (`present`, `absent`, `present N times`) |
-| LIST: the new side ahead | the new side is asked after the monolith answered, so it may show later writes: its messages with ids above the monolith's newest *and* a `send_time` at or after the second the monolith answered in are not compared (posted after the monolith's read; an older one there is a difference: a lost delete, a foreign row), and on a full page (100) as many of the monolith's oldest are not expected on the new side (they slid out of its window). A deletion after the monolith's read still shows as `presence` (the read model keeps no history to tell it from a lost message) | |
+| LIST: the new side ahead | the new side is asked after the monolith answered, so it may show later writes: its messages with ids above the monolith's newest (any id, when the monolith had nothing new: a `force=0` 204) *and* a `send_time` at or after the second the monolith answered in are not compared (a 204 against a page of only such messages is the same) (posted after the monolith's read; an older one there is a difference: a lost delete, a foreign row), and on a full page (100) as many of the monolith's oldest are not expected on the new side (they slid out of its window). A deletion after the monolith's read still shows as `presence` (the read model keeps no history to tell it from a lost message) | |
 | LIST and ONE: a later edit | a message whose `update_time` on the new side is later than the monolith's *and* at or after the second the monolith answered in is not compared: it was edited after the monolith's read (an older or wrong `update_time` is compared). The monolith's clock and the gateway's must agree to the second (one host here; NTP elsewhere) | |
 | LIST: their order | the messages on both sides, in the order each side gave them (oldest first in the contract): a reordered list is different. Shown from the first position that differs, 10 ids at most | `order` |
 | ONE, both 2xx | the message object | as below |
@@ -161,7 +161,12 @@ def _compare(
         if isinstance(monolith_list, _Bytes) or isinstance(new_list, _Bytes):
             _compare_bytes(monolith_body, new_body, differences)
         else:
-            _compare_lists(monolith_list.value, new_list.value, differences, answered_at_s)
+            ahead = _compare_lists(monolith_list.value, new_list.value, differences, answered_at_s)
+            status_only = differences == [Difference(None, "status", 204, 200)]
+            if monolith_status == 204 and ahead and status_only:
+                # Only later posts on the new side (every message of it passed as ahead): the
+                # 204 was right when the monolith gave it.
+                differences.clear()
         return differences
     monolith_value = _json_or_bytes(monolith_body, False)
     new_value = _json_or_bytes(new_body, False)
@@ -264,18 +269,31 @@ def _stamped_since(message: Any, field: str, second: int | None) -> bool:
 
 def _compare_lists(
     monolith: Any, new: Any, out: list[Difference], answered_at_s: int | None = None
-) -> None:
+) -> int:
+    """Appends the lists' differences to `out`; returns how many of the new side's messages
+    were passed as posted after the monolith's read."""
     monolith_ids = _message_ids(monolith)
     new_ids = _message_ids(new)
     if monolith_ids is None or new_ids is None:
         _compare_whole(monolith, new, out)
-        return
+        return 0
     # The new side may be ahead (its read came later): what was posted after the monolith's
     # newest message is not compared, and on a full page as many of the monolith's oldest may
     # have slid out of the new side's window.
     newest = _newest(monolith_ids)
     pushed_out: set[str] = set()
-    if newest is not None:
+    ahead = 0
+    if newest is None and monolith_ids == []:
+        # Nothing new for the monolith (a 204, or []): every message on the new side sent at or
+        # after the second it answered in was posted after its read.
+        kept = [
+            (i, m)
+            for i, m in zip(new_ids, new, strict=True)
+            if not _stamped_since(m, "send_time", answered_at_s)
+        ]
+        ahead = len(new_ids) - len(kept)
+        new_ids, new = [i for i, _ in kept], [m for _, m in kept]
+    elif newest is not None:
         kept = [
             (i, m)
             for i, m in zip(new_ids, new, strict=True)
@@ -317,6 +335,7 @@ def _compare_lists(
         _compare_message(
             message_id, monolith_by_id[message_id], new_by_id[message_id], out, answered_at_s
         )
+    return ahead
 
 
 def _compare_one(
