@@ -18,6 +18,8 @@ shadow_read.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import random
 import shlex
@@ -36,6 +38,8 @@ from sqlalchemy import text
 from gateway.domain.phases import in_percentage
 from legacy_adapters.adapters.mariadb.engine import make_engine
 from legacy_adapters.settings import LegacyDatabaseSettings
+from migrator import bootstrap
+from migrator.settings import MigratorSettings
 
 PROJECT = Path(__file__).resolve().parent.parent
 CLI = str(PROJECT / ".venv" / "bin" / "chat-migrate")
@@ -86,7 +90,7 @@ class Traffic:
 
     base_url: str
     clients: list[Client]
-    pace_s: float = 0.05
+    pace_s: float = 0.2
     answers: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -178,6 +182,22 @@ class Gateway:
         return list(answer.get("differences", answer) if isinstance(answer, dict) else answer)
 
 
+async def pipeline_catches_up(timeout_s: float) -> float | None:
+    """Waits until the capture pipeline has carried into the read model everything the
+    monolith had committed now (the migrator's frontier); the seconds it took, or None."""
+    pipeline = bootstrap.pipeline(MigratorSettings.from_env())
+    started = time.monotonic()
+    try:
+        frontier = await pipeline.mark()
+        while not await pipeline.reached(frontier):
+            if time.monotonic() - started > timeout_s:
+                return None
+            await asyncio.sleep(1)
+        return time.monotonic() - started
+    finally:
+        await pipeline.close()
+
+
 # -- the story ------------------------------------------------------------------------------
 
 
@@ -196,7 +216,24 @@ def story(args: argparse.Namespace) -> int:
     say("Clients talk to the front door; rooms move legacy -> dual_write -> shadow_read in "
         f"sticky steps of {', '.join(f'{s:g} %' for s in steps)} of the rooms.")  # fmt: skip
 
-    step(1, "Live traffic through the front door, from now to the end")
+    step(1, "The capture pipeline is caught up with the monolith")
+    say("   (a pipeline that was down has the monolith's binlog to read through first)")
+    took = asyncio.run(pipeline_catches_up(args.catch_up_s))
+    if took is None:
+        failed(f"the pipeline did not catch up within {args.catch_up_s:g} s: `make status`")
+        return 1
+    proved(f"everything the monolith had committed is in the read model ({took:.1f} s): the "
+           "binlog source, the capturer and the updater run and keep up")  # fmt: skip
+    recorded = chat_migrate("status", "--json", capture=True)
+    if recorded.returncode == 0 and any(
+        phase != "legacy" and count
+        for phase, count in json.loads(recorded.stdout).get("rooms_by_phase", {}).items()
+    ):
+        say("   a previous run left rooms out of legacy: the story starts again from the start")
+        chat_migrate("rollback", "all", "--to", "legacy", "--why", "demo: tell the story again")
+        proved("a rollback is one command, whatever phase each room was in")
+
+    step(2, "Live traffic through the front door, from now to the end")
     clients = pick_clients(database, steps[0], args.clients)
     if not clients:
         failed(f"no room of {steps[0]:g} % has a member who may post: is the data set seeded?")
@@ -209,7 +246,7 @@ def story(args: argparse.Namespace) -> int:
         f"{traffic.total()} answers so far")  # fmt: skip
     chat_migrate("status", "--rooms", "5")
 
-    number = 2
+    number = 3
     report_dir: str | None = None
     try:
         for percent in steps:
@@ -225,7 +262,8 @@ def story(args: argparse.Namespace) -> int:
             number += 1
 
             step(number, f"Backfill of {rooms}, hottest rooms first, while the clients write")
-            done = chat_migrate("backfill", rooms, "--job", f"demo-backfill-{rooms[:-1]}")
+            job = f"demo-backfill-{rooms[:-1]}"
+            done = chat_migrate("backfill", rooms, "--job", job, "--restart")
             if done.returncode == 0:
                 proved("the history of every room is in the read model, through the same "
                        "capture path as live writes, and each room is marked backfilled only "
@@ -237,7 +275,8 @@ def story(args: argparse.Namespace) -> int:
             step(number, f"Parity of {rooms}: the monolith and the read model, message by message")
             out = state / "migrator" / "demo-reports" / f"step-{rooms[:-1]}"
             done = chat_migrate("parity", rooms, "--out", str(out))
-            report_dir = str(out)
+            runs = sorted(out.glob("*/parity.html"), key=lambda path: path.stat().st_mtime)
+            report_dir = str(runs[-1].parent) if runs else report_dir
             if done.returncode == 0:
                 proved("every message and cursor of these rooms is the same on both sides at a "
                        "frontier the read model reached; rows written meanwhile were re-checked, "
@@ -277,9 +316,9 @@ def story(args: argparse.Namespace) -> int:
     chat_migrate("status", "--rooms", "10")
     say()
     if report_dir is not None:
-        say(f"The parity report: {report_dir}/ (report.html: open it in a browser, e.g. "
-            f"`python3 -m http.server -d {report_dir} 8765` then http://127.0.0.1:8765/report.html;"
-            " report.json for machines)")  # fmt: skip
+        say(f"The parity report: {report_dir}/ (parity.html: open it in a browser, e.g. "
+            f"`python3 -m http.server -d {report_dir} 8765` then http://127.0.0.1:8765/parity.html;"
+            " parity.json for machines)")  # fmt: skip
     say("Go on by hand (chat-migrate --help; every command has --help and --dry-run):")
     say("  chat-migrate cutover 50% --to dual_write --why 'next step'    # more rooms")
     say("  chat-migrate backfill 50% && chat-migrate parity 50%")
@@ -303,6 +342,7 @@ def main() -> int:
     parser.add_argument("--steps", default="1,10", help="sticky percentages, in order")
     parser.add_argument("--clients", type=int, default=6, help="live clients (one room each)")
     parser.add_argument("--shadow-s", type=float, default=15.0, help="shadow reads watched")
+    parser.add_argument("--catch-up-s", type=float, default=900.0, help="pipeline catch-up bound")
     parser.add_argument("--engine", default=os.environ.get("MIG_ENGINE", "kafka-hbase"))
     args = parser.parse_args()
     try:
