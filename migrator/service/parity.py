@@ -67,6 +67,7 @@ import collections
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import logging
 import multiprocessing
@@ -228,9 +229,13 @@ class Tuning:
     poll_s: float = 0.2  # between two looks at whether a frontier is reached
     measure_workers: int = 4  # rooms measured at once for the progress bar
     sample_limit: int = 1000  # candidates whose states are sampled while a frontier is awaited
-    scan_threads: int = 4  # rooms scanned at once in this process (no pool): waits overlap
+    # Rooms scanned at once in this process (no pool). One: measured on this 2-core machine
+    # under load, scans sharing a process's interpreter lock ran 2.4 times slower than one
+    # after the other (each scan still reads its two sides at once).
+    scan_threads: int = 1
     rooms_ahead: int = 64  # rooms scanned (or being scanned) ahead of the ones being written
     rooms_per_frontier: int = 64  # rooms whose candidates are re-checked at one frontier
+    rooms_per_chunk: int = 8  # rooms sent to a scanning process at once
 
 
 class _Room:
@@ -307,7 +312,7 @@ class _Scans:
             else None
         )
 
-    def submit(self, room: int) -> asyncio.Future[RoomScan]:
+    def submit(self, rooms: list[int]) -> list[asyncio.Future[RoomScan]]:
         check = self._check
         page = check._settings.page
         if self._pool is not None:
@@ -317,7 +322,7 @@ class _Scans:
                 check._metrics.messages.inc(scan.legacy_rows)
                 check._metrics.new_messages.inc(scan.new_messages)
 
-            return self._pool.submit(room, page, self._workdir, scanned)
+            return self._pool.submit(rooms, page, self._workdir, scanned)
         assert self._threads is not None
 
         def advance(legacy: int, new: int) -> None:
@@ -325,12 +330,15 @@ class _Scans:
             check._metrics.messages.inc(legacy)
             check._metrics.new_messages.inc(new)
 
-        return asyncio.wrap_future(
-            self._threads.submit(
-                scan_room, check._reader, check._store, check._cursors, room, page,
-                self._workdir, advance,
+        return [
+            asyncio.wrap_future(
+                self._threads.submit(
+                    scan_room, check._reader, check._store, check._cursors, room, page,
+                    self._workdir, advance,
+                )
             )
-        )  # fmt: skip
+            for room in rooms
+        ]  # fmt: skip
 
     def close(self) -> None:
         if self._threads is not None:
@@ -417,12 +425,16 @@ class ParityCheck:
 
             def fill() -> None:
                 # Scans run ahead of the rooms being re-checked and written (every process
-                # busy, and many rooms' candidates re-checked at one frontier).
+                # busy, and many rooms' candidates re-checked at one frontier), rooms sent to
+                # be scanned in chunks.
                 while len(window) < self._tuning.rooms_ahead:
-                    room = next(rooms, None)
-                    if room is None:
+                    chunk = list(itertools.islice(rooms, self._tuning.rooms_per_chunk))
+                    if not chunk:
                         return
-                    window.append((room, None if late else scans.submit(room)))
+                    if late:
+                        window.extend((room, None) for room in chunk)
+                    else:
+                        window.extend(zip(chunk, scans.submit(chunk), strict=True))
 
             try:
                 fill()
@@ -763,7 +775,7 @@ Place = TypeVar("Place")
 
 _READERS: ThreadPoolExecutor | None = None
 _READERS_LOCK = threading.Lock()
-READERS = 8  # threads of a process that read pages and cursors (both sides of a few rooms)
+READERS = 4  # threads of a process that read pages (a room's two sides at once) and cursors
 
 
 def readers() -> ThreadPoolExecutor:
@@ -958,11 +970,16 @@ Sides = tuple[MonolithReader, ReadStore, RoomCursors]
 _SIDES: Sides | _ScanFailed | None = None
 
 
-def _start_scanning(factory: Callable[[], Sides]) -> None:
+_ROOM_THREADS: ThreadPoolExecutor | None = None
+
+
+def _start_scanning(factory: Callable[[], Sides], threads: int) -> None:
     """A scanning process's start: its clients (or why it has none: said at its first scan,
-    where the run can hear it; an initializer's error would only break the pool)."""
-    global _SIDES
+    where the run can hear it; an initializer's error would only break the pool), and the
+    threads that scan several of its rooms at once (their waits overlap)."""
+    global _SIDES, _ROOM_THREADS
     logging.getLogger().setLevel(logging.WARNING)
+    _ROOM_THREADS = ThreadPoolExecutor(threads, thread_name_prefix="parity-scan")
     try:
         _SIDES = factory()
     except Exception as exc:
@@ -1007,32 +1024,38 @@ def _warm() -> None:
     """Nothing: a task that makes a process start (and build its clients)."""
 
 
-def _scan_in_process(room: int, page: int, workdir: str) -> RoomScan | _ScanFailed:
-    sides = _SIDES
-    if sides is None:
-        return _ScanFailed("other", "a scanning process without its clients")
+def _scan_in_process(rooms: list[int], page: int, workdir: str) -> list[RoomScan | _ScanFailed]:
+    """Scans `rooms` (a few at once, on this process's threads); each room's scan or why not."""
+    sides, threads = _SIDES, _ROOM_THREADS
+    if sides is None or threads is None:
+        return [_ScanFailed("other", "a scanning process without its clients")] * len(rooms)
     if isinstance(sides, _ScanFailed):
-        return sides
+        return [sides] * len(rooms)
     reader, store, cursors = sides
-    try:
-        return dataclasses.replace(
-            scan_room(reader, store, cursors, room, page, Path(workdir)), counted_here=False
-        )
-    except Exception as exc:
-        return _ScanFailed.of(exc)
+
+    def one(room: int) -> RoomScan | _ScanFailed:
+        try:
+            scan = scan_room(reader, store, cursors, room, page, Path(workdir))
+        except Exception as exc:
+            return _ScanFailed.of(exc)
+        return dataclasses.replace(scan, counted_here=False)
+
+    return list(threads.map(one, rooms))
 
 
 class ScanPool:
-    """`workers` processes that each scan one room at a time (reading, translating and
-    comparing both sides is Python's work: one core per process, where threads would share
-    one). Each builds its own clients with `factory` (picklable: a module-level function and
-    settings) when it starts; they are started on first use (a spawned interpreter: no state
-    of this process is inherited) and stopped by `close`."""
+    """`workers` processes that scan rooms (reading, translating and comparing both sides is
+    Python's work: one core per process, where threads would share one), each `threads` rooms
+    at once (default one: several scans sharing an interpreter lock were 2.4 times slower, see
+    `Tuning.scan_threads`). Rooms go to a process in chunks. Each process builds its own clients with `factory` (picklable: a module-level
+    function and settings) when it starts; they are started on first use (a spawned
+    interpreter: no state of this process is inherited) and stopped by `close`."""
 
-    def __init__(self, factory: Callable[[], Sides], workers: int) -> None:
-        if workers < 1:
+    def __init__(self, factory: Callable[[], Sides], workers: int, threads: int = 1) -> None:
+        if workers < 1 or threads < 1:
             raise ValueError(f"a scan pool has one process at least, got {workers}")
         self.workers = workers
+        self.threads = threads
         self._factory = factory
         self._executor: ProcessPoolExecutor | None = None
 
@@ -1040,7 +1063,7 @@ class ScanPool:
         if self._executor is None:
             self._executor = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context("spawn"),
-                initializer=_start_scanning, initargs=(self._factory,),
+                initializer=_start_scanning, initargs=(self._factory, self.threads),
             )  # fmt: skip
         return self._executor
 
@@ -1053,24 +1076,41 @@ class ScanPool:
 
     def submit(
         self,
-        room: int,
+        rooms: list[int],
         page: int,
         workdir: Path,
         on_scanned: Callable[[RoomScan], None] | None = None,
-    ) -> asyncio.Future[RoomScan]:
-        """The scan of a room by one of the processes; `on_scanned` as soon as it is in."""
+    ) -> list[asyncio.Future[RoomScan]]:
+        """The scans of `rooms` by one of the processes (one future per room, all set when the
+        chunk is done); `on_scanned` for each as soon as they are in."""
         loop = asyncio.get_running_loop()
-        scanning = loop.run_in_executor(self._started(), _scan_in_process, room, page, str(workdir))
+        scanning = loop.run_in_executor(
+            self._started(), _scan_in_process, list(rooms), page, str(workdir)
+        )
+        futures: list[asyncio.Future[RoomScan]] = [loop.create_future() for _ in rooms]
 
-        async def done() -> RoomScan:
-            got = await scanning
-            if isinstance(got, _ScanFailed):
-                raise got.error()
-            if on_scanned is not None:
-                on_scanned(got)
-            return got
+        def done(finished: asyncio.Future[list[RoomScan | _ScanFailed]]) -> None:
+            if finished.cancelled():
+                for future in futures:
+                    future.cancel()
+                return
+            error = finished.exception()
+            for index, future in enumerate(futures):
+                if future.done():
+                    continue
+                if error is not None:
+                    future.set_exception(error)
+                    continue
+                got = finished.result()[index]
+                if isinstance(got, _ScanFailed):
+                    future.set_exception(got.error())
+                else:
+                    if on_scanned is not None:
+                        on_scanned(got)
+                    future.set_result(got)
 
-        return asyncio.ensure_future(done())
+        scanning.add_done_callback(done)
+        return futures
 
     def close(self) -> None:
         if self._executor is not None:
