@@ -264,7 +264,7 @@ class Traffic:
                 except Exception as exc:  # a bug of the rig must show, not stop the traffic
                     self.failures.append(f"{self.step}: the traffic's own error {exc!r}")
             turn += 1
-            time.sleep(0.03)
+            time.sleep(0.05)  # people, not a load test
 
     def _note(self, call: Callable[[], Answer], ok: tuple[int, ...]) -> Answer:
         """Makes the call as a keep-alive client must (the rule of
@@ -629,6 +629,11 @@ def test_a_migration_told_with_chat_migrate_under_live_traffic(
             (r, p) for r in rooms for p in ("dual_write", "shadow_read")
         }, shown["recent_actions"]
         assert all(a["who"] == WHO for a in shown["recent_actions"]), shown["recent_actions"]
+        # The backfill's checkpoint, summarised: every room of its plan done.
+        jobs = {job["job"]: job for job in shown["jobs"] or []}
+        assert JOB in jobs, shown["jobs"]
+        summary = jobs[JOB]["summary"]
+        assert (summary.get("done_rooms"), summary.get("total_rooms")) == (len(rooms),) * 2, jobs
         for room in rooms:
             shadow = by_room[room]["shadow"]
             assert shadow is not None and shadow["same"] > 0, by_room[room]
@@ -638,4 +643,10 @@ def test_a_migration_told_with_chat_migrate_under_live_traffic(
     finally:
         traffic.stop()
     traffic.begin("done")
+    print(
+        f"requests: {sum(traffic.answers.values())} {dict(traffic.answers)}; resent once after a "
+        f"reload closed their kept connection: {len(traffic.resent)} "
+        f"({traffic.reloads()} reloads of the front door)",
+        flush=True,
+    )
     traffic.check("done", at_least=0)
