@@ -171,7 +171,7 @@ async def backfill_job(
     log: logging.Logger,
 ) -> AsyncIterator[Backfill]:
     """`chat-migrate backfill`'s job (migrator/service/backfill.py) on its real parts: the
-    monolith's history and health on its MariaDB; range hints to the hints topic, the read
+    monolith's history, read cursors and health on its MariaDB; hints to the hints topic, the read
     model and the capture lag on the new core's engine (MIG_ENGINE: Kafka and HBase, or the
     embedded files); checkpoints, job lock, marks and the operator's controls in the control
     store (`migrator_checkpoints` made here if missing). `backfill`: the job's settings with
@@ -193,7 +193,8 @@ async def backfill_job(
         t = settings.topics
         try:
             yield Backfill(
-                history=room_history(shared), health=MariaDbMonolithHealth(shared.monolith),
+                history=room_history(shared), cursors=room_cursors(shared),
+                health=MariaDbMonolithHealth(shared.monolith),
                 pipeline=where, hints=hints, read_store=store, phases=shared.phases,
                 catalog=shared.catalog, checkpoints=checkpoints, locks=checkpoints,
                 controls=controls, settings=backfill, range_page=settings.capturer.range_page,

@@ -24,6 +24,14 @@ How a room is backfilled, and why it ends where it does:
   the room is marked backfilled. (A closing message whose event is larger than the event log
   takes is a dead letter instead: the room is then rightly never marked, and the job says
   which room did not become visible.)
+- A room's history includes its read cursors (the monolith's `room_cursors`: last read and
+  last fetched message per account): without them a room in shadow_read answers force=0 reads
+  from the wrong place. Right before the closing hint, in the same append (same room, same
+  partition, in order), the room gets a `CursorHint` per cursor row (`RoomCursors`, paged by
+  account), so the closing hint's position covers them too. A room with cursors and no
+  message has no closing hint: it waits on its last cursor hint (a cursor hint of an existing
+  row always gives an event; the monolith never deletes cursor rows); a room with neither is
+  done at once.
 
 The checkpoint is two records in the `CheckpointStore`:
 

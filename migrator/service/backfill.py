@@ -16,17 +16,19 @@ One run, in order:
    (`JobControls.checkpoint`): the rate override, pause (nothing sent, place kept), panic
    (`PanicStop`, exit 5, checkpoint kept).
 4. **Send.** Up to `rooms_in_parallel` rooms are worked on at once: each append carries the
-   next chunk of each of them as a `RangeHint` (and a room's closing `MessageHint` after its
-   last chunk), appended with `EventLog.append`, which returns each record's position. Only
-   after the append returned is the progress saved (each room's last chunk end, and the
-   position of its closing hint). Appends are paced to the rate: messages per second.
+   next chunk of each of them as a `RangeHint` (and after a room's last chunk a `CursorHint`
+   per read cursor of the room, `RoomCursors`, then its closing `MessageHint`), appended with
+   `EventLog.append`, which returns each record's position. Only after the append returned is
+   the progress saved (each room's last chunk end, and the position of its closing hint).
+   Appends are paced to the rate: messages per second.
 5. **Throttle** about once a second on the monolith's health (`MonolithHealth.sample`: the
    probe's latency and Threads_running) and the capture lag (`Pipeline.capture_lag`), AIMD
    (`domain.throttle`): over any bound, halve and wait; all under, grow back by steps.
 6. **Mark** a room backfilled (`PhaseStore.mark_backfilled`) only when the read model's
    `room_position(room)` reached the position of its closing hint: every chunk before it has
-   been captured and applied (the domain's docstring says why the closing hint exists: a last
-   chunk whose rows were all purged meanwhile gives no event). A room that does not become
+   been captured and applied, its cursors too (the domain's docstring says why the closing
+   hint exists: a last chunk whose rows were all purged meanwhile gives no event). A room
+   without messages but with cursors waits on its last cursor hint instead. A room that does not become
    visible within `visible_timeout_s` stops the job at its end with `NotVisible` (exit 4, it
    waits again on the next run) naming the rooms.
 
@@ -91,10 +93,11 @@ from migrator.ports import (
     JobLocks,
     MonolithHealth,
     Pipeline,
+    RoomCursors,
     RoomHistory,
 )
 from migrator.settings import BackfillSettings
-from newcore.domain.hints import MessageHint, RangeHint
+from newcore.domain.hints import CursorHint, MessageHint, RangeHint
 from newcore.ports import EventLog, ReadStore
 from newcore.wire.hints import encode_hint
 
@@ -150,11 +153,13 @@ class BackfillMetrics:
         ).labels(job)  # fmt: skip
         hints = Counter(
             "migrator_backfill_hints_total",
-            "Hints appended to the hints topic, by kind (range: a chunk; closing: a room's last)",
+            "Hints appended to the hints topic, by kind (range: a chunk; cursor: a read cursor of "
+            "a room; closing: a room's last)",
             [*j, "kind"], registry=r,
         )  # fmt: skip
         self.range_hints = hints.labels(job, "range")
         self.closing_hints = hints.labels(job, "closing")
+        self.cursor_hints = hints.labels(job, "cursor")
         self.append_seconds = Histogram(
             "migrator_backfill_append_seconds", "Time of one append to the hints topic", j,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r,
@@ -264,6 +269,7 @@ class BackfillOutcome:
     sent: int  # messages covered by hints this run appended
     appends: int
     elapsed_s: float
+    cursors: int = 0  # cursor hints this run appended
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +282,7 @@ class Tuning:
     ends_per_look: int = 4  # chunk ends read per room and statement batch
     plan_workers: int = 4  # rooms measured at once while planning
     max_waiting: int = 256  # rooms waiting to be visible before no new room starts
+    cursor_page: int = 1000  # a room's read cursors read per statement
 
 
 @dataclass
@@ -298,6 +305,7 @@ class _Run:
     marked: int = 0
     sent: int = 0
     appends: int = 0
+    cursor_hints: int = 0
 
 
 class Backfill:
@@ -305,6 +313,7 @@ class Backfill:
         self,
         *,
         history: RoomHistory,
+        cursors: RoomCursors,
         health: MonolithHealth,
         pipeline: Pipeline,
         hints: EventLog,
@@ -325,11 +334,14 @@ class Backfill:
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        """`range_page`: the capturer's range page (a chunk may not be larger); `target`: the
+        """`cursors`: the monolith's read cursors, part of a room's history (each sent as a
+        `CursorHint` before the room's closing hint); `range_page`: the capturer's range page
+        (a chunk may not be larger); `target`: the
         hints topic and its partition count, as text (positions are meaningful only there);
         `controls(job)`: the job's operator controls; `metrics`: where the job counts (made for
         the job when None)."""
         self._history = history
+        self._cursors = cursors
         self._health = health
         self._pipeline = pipeline
         self._hints = hints
@@ -385,13 +397,15 @@ class Backfill:
             holding.__exit__(None, None, None)
         elapsed = self._monotonic() - started
         outcome = BackfillOutcome(
-            job, resumed, len(plan.rooms), plan.rows, run.marked, run.sent, run.appends, elapsed
-        )
+            job, resumed, len(plan.rooms), plan.rows, run.marked, run.sent, run.appends, elapsed,
+            run.cursor_hints,
+        )  # fmt: skip
         self._log.info(
             f"job {job}: done: {len(plan.rooms)} rooms backfilled ({run.marked} marked by this "
-            f"run), {run.sent} messages sent in {run.appends} appends in {elapsed:.1f} s",
+            f"run), {run.sent} messages and {run.cursor_hints} cursors sent in {run.appends} "
+            f"appends in {elapsed:.1f} s",
             extra={"job": job, "marked": run.marked, "sent": run.sent, "appends": run.appends,
-                   "elapsed_s": round(elapsed, 3)},
+                   "cursors": run.cursor_hints, "elapsed_s": round(elapsed, 3)},
         )  # fmt: skip
         return outcome
 
@@ -595,8 +609,10 @@ class Backfill:
             )
 
     async def _start_rooms(self, run: _Run) -> None:
-        """Takes the next rooms of the plan while slots are free. A room with no history
-        (none at the start) is done at once: everything it has came later, by live capture."""
+        """Takes the next rooms of the plan while slots are free. A room with no history (no
+        message and no read cursor at the start) is done at once: everything it has came
+        later, by live capture. A room with cursors and no message (a force=0 read of an empty
+        room makes one) is sent like the others: `_send` appends its cursor hints."""
         plan, changed = run.plan, False
         while run.progress.next < len(plan.rooms):
             if len(self._rooms(run, RoomState.SENDING)) >= self._settings.rooms_in_parallel:
@@ -605,40 +621,66 @@ class Backfill:
                 break
             room = plan.rooms[run.progress.next]
             run.progress = run.progress.started(RoomProgress(room.room_id, RoomState.SENDING))
-            if room.rows == 0:
+            if room.rows == 0 and not await asyncio.to_thread(
+                self._cursors.cursors, room.room_id, 0, 1
+            ):
                 await self._mark(run, room.room_id)
                 changed = True
         if changed:
             await self._save(run)
 
     async def _send(self, run: _Run, sending: list[RoomProgress]) -> int:
-        """One append: the next chunk of each room being sent (and the closing hint of each
-        whose range ends); then the progress is saved. Returns the messages counted."""
+        """One append: the next chunk of each room being sent (and, for each whose range ends,
+        a cursor hint per read cursor of the room then its closing hint); then the progress is
+        saved. Returns the messages counted.
+
+        The cursor hints go before the closing hint, in the same append (same room, same
+        partition, in order): once the read model has applied the closing hint's position, it
+        has applied the cursors too. A room without messages (high 0) has no closing message
+        hint: it waits on its last cursor hint, which gives an event (the row exists; cursors
+        are never deleted by the monolith); if its cursors are gone meanwhile, nothing is left
+        to wait for and it is marked at once."""
         ends = await asyncio.gather(*(self._next_end(run, room) for room in sending))
+        last = [
+            end is None or end >= run.planned[room.room_id].high
+            for room, end in zip(sending, ends, strict=True)
+        ]
+        accounts = await asyncio.gather(
+            *(self._accounts(room.room_id) for room, ends_here in zip(sending, last, strict=True)
+              if ends_here)
+        )  # fmt: skip
+        closing_accounts = iter(accounts)
         records: list[tuple[int, bytes]] = []
-        marks: list[tuple[RoomProgress, int | None, int | None]] = []  # room, end, closing index
-        for room, end in zip(sending, ends, strict=True):
+        # room, end, its range ends here, closing index, cursor hints
+        marks: list[tuple[RoomProgress, int | None, bool, int | None, int]] = []
+        for room, end, ends_here in zip(sending, ends, last, strict=True):
             planned = run.planned[room.room_id]
             if end is not None:
                 records.append(
                     (room.room_id, encode_hint(RangeHint(room.room_id, room.sent_to + 1, end)))
                 )
-            closing = None
-            if end is None or end >= planned.high:
-                closing = len(records)
-                records.append((room.room_id, encode_hint(MessageHint(room.room_id, planned.high))))
-            marks.append((room, end, closing))
+            closing, cursors = None, 0
+            if ends_here:
+                for account in next(closing_accounts):
+                    closing = len(records)  # the last cursor hint, unless a message hint follows
+                    records.append((room.room_id, encode_hint(CursorHint(room.room_id, account))))
+                    cursors += 1
+                if planned.high > 0:
+                    closing = len(records)
+                    records.append(
+                        (room.room_id, encode_hint(MessageHint(room.room_id, planned.high)))
+                    )
+            marks.append((room, end, ends_here, closing, cursors))
         m = self.metrics
         assert m is not None
         began = self._monotonic()
-        positions = await self._hints.append(records)
+        positions = await self._hints.append(records) if records else []
         m.append_seconds.observe(self._monotonic() - began)
         rows = 0
-        for room, end, closing in marks:
+        empty: list[int] = []  # rooms whose range ended with nothing to wait for
+        for room, end, ends_here, closing, cursors in marks:
             planned = run.planned[room.room_id]
-            counted = chunk_rows_counted(
-                planned, room.sent_rows, self._chunk_rows, closing is not None
-            )
+            counted = chunk_rows_counted(planned, room.sent_rows, self._chunk_rows, ends_here)
             updated = replace(
                 room,
                 sent_to=room.sent_to if end is None else end,
@@ -652,24 +694,46 @@ class Backfill:
                     waiting_since_unix=round(self._clock(), 3),
                 )
                 run.waiting_since[room.room_id] = self._monotonic()
+            if ends_here:
                 run.ends.pop(room.room_id, None)
-                m.closing_hints.inc()
+                if planned.high > 0:
+                    m.closing_hints.inc()
+                elif closing is None:
+                    empty.append(room.room_id)
             if end is not None:
                 m.range_hints.inc()
+            m.cursor_hints.inc(cursors)
+            run.cursor_hints += cursors
             run.progress = run.progress.with_room(updated)
             rows += counted
+        for room_id in empty:
+            await self._mark(run, room_id)
         await self._save(run)
         run.sent += rows
-        run.appends += 1
+        run.appends += 1 if records else 0
         m.messages.inc(rows)
         self._progress.advance(rows)
         return rows
 
+    async def _accounts(self, room_id: int) -> list[int]:
+        """The accounts with a read cursor in the room, in account order, page by page."""
+        found: list[int] = []
+        while True:
+            after = found[-1] if found else 0
+            page = await asyncio.to_thread(
+                self._cursors.cursors, room_id, after, self._tuning.cursor_page
+            )
+            found.extend(cursor.account_id for cursor in page)
+            if len(page) < self._tuning.cursor_page:
+                return found
+
     async def _next_end(self, run: _Run, room: RoomProgress) -> int | None:
         """The end of the room's next chunk after its last one sent; None: the range is done."""
+        planned = run.planned[room.room_id]
+        if planned.high == 0:
+            return None  # no message at the start: its cursors only
         ends = run.ends.get(room.room_id)
         if not ends:
-            planned = run.planned[room.room_id]
             ends = await asyncio.to_thread(
                 self._history.chunk_ends, room.room_id, room.sent_to, planned.high,
                 self._chunk_rows, self._tuning.ends_per_look,
@@ -756,6 +820,7 @@ class Backfill:
             {
                 "rooms": f"{counts['done']}/{run.progress.total_rooms}",
                 "waiting": str(counts["waiting"]),
+                "cursors": str(run.cursor_hints),
                 "rate": f"{run.rate:.0f}/s",
                 "throttle": ",".join(run.decision.reasons) or "-",
             }
@@ -766,6 +831,7 @@ class Backfill:
         return {
             "rooms": {"planned": run.progress.total_rooms, **self._counts(run)},
             "messages": {"planned": run.progress.total_rows, "sent": run.progress.sent_rows},
+            "cursor_hints": run.cursor_hints,  # sent by this run (not kept in the checkpoint)
             "rate": round(run.rate, 3),
             "target_rate": run.target,
             "throttled": list(run.decision.reasons),

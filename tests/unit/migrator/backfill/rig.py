@@ -22,9 +22,10 @@ from gateway.domain.phases import RoomRecord
 from legacy_adapters.adapters.embedded.memory_monolith import InMemoryMonolith
 from legacy_adapters.domain.translation import LegacyMessageRow
 from migrator.adapters.embedded.memory_checkpoints import MemoryCheckpointStore
+from migrator.adapters.embedded.memory_cursors import MemoryRoomCursors
 from migrator.adapters.embedded.memory_history import MemoryRoomHistory
 from migrator.domain.selection import Selection
-from migrator.ports import HealthSample, RoomBounds
+from migrator.ports import HealthSample, RoomBounds, RoomCursors
 from migrator.service.backfill import (
     Backfill,
     BackfillMetrics,
@@ -36,7 +37,7 @@ from migrator.service.backfill import (
 from migrator.service.control import JobControls
 from migrator.settings import BackfillSettings
 from newcore.adapters.embedded.sqlite_read_store import SqliteReadStore
-from newcore.domain.hints import Hint, MessageHint, RangeHint
+from newcore.domain.hints import CursorHint, Hint, MessageHint, RangeHint
 from newcore.domain.partitioning import partition_for
 from newcore.errors import EventLogUnavailable
 from newcore.ports import LogRecord
@@ -201,8 +202,9 @@ class PumpedReadStore:
 
 
 class Phases(MemoryPhaseStore):
-    """The control store; each mark checks that the room's history is visible at that moment
-    (no live writes in these tests: the read model must equal the monolith then)."""
+    """The control store; each mark checks that the room's history, its messages and its read
+    cursors, is visible at that moment (no live writes in these tests: the read model must
+    equal the monolith then)."""
 
     def __init__(self, world: World) -> None:
         super().__init__()
@@ -212,6 +214,9 @@ class Phases(MemoryPhaseStore):
     def mark_backfilled(self, room_id: int, who: str) -> RoomRecord:
         assert self.world.read_model(room_id) == self.world.monolith_rows(room_id), (
             f"room {room_id} marked before its history is visible"
+        )
+        assert self.world.read_cursors(room_id) == self.world.monolith_cursors(room_id), (
+            f"room {room_id} marked before its cursors are visible"
         )
 
         def effect() -> RoomRecord:
@@ -290,6 +295,7 @@ class World:
         self.checkpoints = Checkpoints(self.fuse)
         self.health = Health()
         self.history = History(self.monolith)
+        self.room_cursors: RoomCursors = MemoryRoomCursors(self.monolith)
         self.logs: list[logging.LogRecord] = []
 
     # -- the monolith ------------------------------------------------------------------
@@ -323,6 +329,27 @@ class World:
     def read_model(self, room_id: int) -> dict[int, str]:
         return {m.message_id: m.body for m in self.store.after(room_id, 0, 100_000)}
 
+    def cursor(self, room_id: int, account_id: int, last_read: int, last_fetched: int) -> None:
+        """A read cursor row of the monolith (`room_cursors`), as a force=0 GET leaves one."""
+        self.monolith.move_cursor(room_id, account_id, last_read, last_fetched)
+
+    def monolith_cursors(self, room_id: int) -> dict[int, tuple[int, int]]:
+        """Account -> (last_read, last_fetched) of the room's cursors in the monolith."""
+        return {
+            account: values
+            for (room, account), values in self.monolith.cursors.items()
+            if room == room_id
+        }
+
+    def read_cursors(self, room_id: int) -> dict[int, tuple[int, int]]:
+        """The same, as the read model holds them, for the accounts the monolith knows."""
+        found = {}
+        for account in self.monolith_cursors(room_id):
+            cursor = self.store.cursor(room_id, account)
+            if cursor is not None:
+                found[account] = (cursor.last_read_message_id, cursor.last_fetched_message_id)
+        return found
+
     # -- the job -----------------------------------------------------------------------
 
     def backfill(
@@ -342,7 +369,7 @@ class World:
             )  # fmt: skip
 
         return Backfill(
-            history=self.history, health=self.health, pipeline=self.pipe, hints=self.log,
+            history=self.history, cursors=self.room_cursors, health=self.health, pipeline=self.pipe, hints=self.log,
             read_store=self.read_store, phases=self.phases,
             catalog=MemoryRoomCatalog(self.rooms or [1]), checkpoints=self.checkpoints,
             locks=self.checkpoints, controls=controls, settings=settings or self.settings,
@@ -371,6 +398,16 @@ class World:
             for append in (self.log.appends if appends is None else appends)
             for h in append
             if isinstance(h, RangeHint) and h.room_id == room_id
+        ]
+
+    def cursor_hints(
+        self, room_id: int, appends: list[list[Hint]] | None = None
+    ) -> list[CursorHint]:
+        return [
+            h
+            for append in (self.log.appends if appends is None else appends)
+            for h in append
+            if isinstance(h, CursorHint) and h.room_id == room_id
         ]
 
     def closing_hints(self, room_id: int) -> list[MessageHint]:
