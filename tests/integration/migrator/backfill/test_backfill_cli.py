@@ -4,11 +4,13 @@ capturer and the updater on scratch topics, scratch HBase tables, a scratch cont
 
 The history is written with `sql_log_bin = 0` (`world.unlogged()`): the binlog source never
 sees it, so only the backfill can bring it into the read model, as for history written before
-capture began. Live writes (logged: captured by the binlog source) race the backfill.
+capture began. History is messages and read cursors (`room_cursors`), a room with cursors and
+no message among them (regression: parity reported `cursor_missing` after a backfill that sent
+messages only). Live writes (logged: captured by the binlog source) race the backfill.
 
 The story: a run paused by its operator holds its job (a second run is refused, exit 2) and
 serves its metrics; resumed, it is killed with `kill -9` mid-way; the next run resumes from the
-checkpoint: the read model ends holding exactly the monolith's rows (no gap, nothing extra), no
+checkpoint: the read model ends holding exactly the monolith's rows and cursors (no gap, nothing extra), no
 chunk saved before the kill is sent again, and every room is marked backfilled only once its
 history is in the read model. Bad input (unknown rooms, a nonsense argument, a checkpoint of
 another data set) is refused with exit 2 and changes nothing: no hint appended, no mark, no
@@ -25,7 +27,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +105,16 @@ def history(world: GatewayWorld) -> History:
         )
         cursor.execute("DELETE FROM messages WHERE room_id = %s AND MOD(message_id, 50) = 7",
                        (rooms[1],))  # fmt: skip
+        # Read cursors: many accounts in the biggest room, a few in a small one, two in the
+        # room without messages (a force=0 GET of an empty room leaves a row at 0).
+        cursors = [(rooms[0], account, 1000 + account, 2000 + account) for account in range(1, 41)]
+        cursors += [(rooms[3], 3, 7, 9), (rooms[3], 8, 0, 11), (rooms[4], 2, 0, 0),
+                    (rooms[4], 5, 0, 0)]  # fmt: skip
+        cursor.executemany(
+            "INSERT INTO room_cursors (room_id, account_id, last_read_message_id,"
+            " last_fetched_message_id) VALUES (%s, %s, %s, %s)",
+            cursors,
+        )
         ids: dict[int, list[int]] = {}
         for room in rooms:
             cursor.execute(
@@ -144,7 +156,7 @@ class InProcess:
     ) -> None:
         for name, value in env_of(world).items():
             monkeypatch.setenv(name, value)
-        monkeypatch.setattr(command, "_logging", lambda: logging.getLogger("test.backfill"))
+        monkeypatch.setattr(command, "job_logging", lambda ops: logging.getLogger("test.backfill"))
         self._monkeypatch = monkeypatch
         self._capsys = capsys
 
@@ -211,12 +223,39 @@ def marked(world: GatewayWorld, rooms: list[int]) -> set[int]:
     return {room for room in rooms if world.control.room(room).backfilled_at is not None}
 
 
+def monolith_cursors(world: GatewayWorld, room: int) -> dict[int, tuple[int, int]]:
+    """The room's read cursors in the monolith: account -> (last read, last fetched)."""
+    with world.unlogged() as db, db.cursor() as cursor:
+        cursor.execute(
+            "SELECT account_id, last_read_message_id, last_fetched_message_id FROM room_cursors"
+            " WHERE room_id = %s ORDER BY account_id",
+            (room,),
+        )
+        return {int(r[0]): (int(r[1]), int(r[2])) for r in cursor.fetchall()}
+
+
+def read_model_cursors(
+    world: GatewayWorld, room: int, accounts: Iterable[int]
+) -> dict[int, tuple[int, int]]:
+    """The same, as the read model holds them, for `accounts`."""
+    found = {}
+    for account in accounts:
+        cursor = world.read_model.cursor(room, account)
+        if cursor is not None:
+            found[account] = (cursor.last_read_message_id, cursor.last_fetched_message_id)
+    return found
+
+
 def visible_history(world: GatewayWorld, history: History, room: int) -> bool:
     """The read model holds every live history row of the room (later rows may be missing:
-    the backfill's promise is the history)."""
+    the backfill's promise is the history) and every read cursor, with the monolith's values."""
     live = world.monolith_rows(room)
     wanted = {m for m in history.ids[room] if m in live}
-    return wanted <= set(world.read_model_rows(room))
+    cursors = monolith_cursors(world, room)
+    return (
+        wanted <= set(world.read_model_rows(room))
+        and read_model_cursors(world, room, cursors) == cursors
+    )
 
 
 def test_bad_input_is_refused_and_changes_nothing(
@@ -356,6 +395,12 @@ def test_killed_mid_run_then_resumed_ends_exact_and_marks_only_visible_rooms(
     for room in rooms:
         assert world.read_model_rows(room) == world.monolith_rows(room), room
     assert set(live) <= set(world.read_model_rows(big))
+    # Every read cursor of the backfilled rooms, with the monolith's values: the room without
+    # messages included (nothing captured them: they were written with the binlog off).
+    for room in rooms:
+        cursors = monolith_cursors(world, room)
+        assert read_model_cursors(world, room, cursors) == cursors, room
+    assert len(monolith_cursors(world, big)) == 40 and len(monolith_cursors(world, rooms[4])) == 2
     assert world.read_model_rows(rooms[1])[history.ids[rooms[1]][3]][0] == "edited live"
 
     # The hints: the big room's chunks cover its history without a gap, and what the resumed
