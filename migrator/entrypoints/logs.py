@@ -47,9 +47,12 @@ def beside_progress(ops: MigratorOpsSettings) -> Iterator[None]:
     """While a progress bar is shown: terminal lines are written through tqdm (above the bar,
     not through it), at the same level and with the same filter as `job_logging` set (tqdm's
     own redirection copies only the formatter); the log file is left as it is."""
+    root = logging.getLogger()
+    before = set(map(id, root.handlers))
     with logging_redirect_tqdm():
-        for handler in logging.getLogger().handlers:
-            if not isinstance(handler, logging.FileHandler):
+        # Only the handlers tqdm put in place of ours: others (a test harness's) are not ours.
+        for handler in root.handlers:
+            if id(handler) not in before:
                 handler.setLevel(ops.terminal_log_level)
                 handler.addFilter(Repeats(SERVICE))
         yield

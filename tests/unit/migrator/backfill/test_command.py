@@ -56,7 +56,7 @@ class Cli:
         self.bar = Bar()
         self._capsys = capsys
         self._monkeypatch = monkeypatch
-        monkeypatch.setattr(command, "_logging", lambda: logging.getLogger("test.cli"))
+        monkeypatch.setattr(command, "job_logging", lambda ops: logging.getLogger("test.cli"))
         monkeypatch.setattr(command, "TqdmProgress", lambda job: self.bar)
         self.app = typer.Typer(name="chat-migrate", add_completion=False)
 
