@@ -31,10 +31,11 @@ One run, in order:
    the monolith's state unchanged is **confirmed** and reported; changed meanwhile (written
    during the check) goes to the next round from the state just read, and is never reported.
    Candidates still changing after the last round are **unsettled** (the room is late).
-   While a frontier is awaited, the monolith's states of the candidates are sampled (at most
-   `sample_limit` candidates, right after the mark and after each look): a read model that
-   holds one of them holds a state the monolith had after the frontier, and is caught up with
-   a row that changes faster than the pipeline's lag (a cursor a client moves every second). The
+   From right after a frontier's mark until the candidates are read again, the monolith's
+   states of the candidates are sampled every `sample_s` (at most `sample_limit` candidates):
+   a read model that holds one of them holds a state the monolith had after the frontier, and
+   is caught up with a row that changes faster than the pipeline's lag (the cursor of a client
+   who posts or reads every second). The
    read model's side of a chunk of candidates is one range read when the scan found them
    close together (a room missing most of its messages), else one read per message.
 4. **Outcome**, per room: different (a confirmed blocking difference), late, or clean; a clean
@@ -66,7 +67,6 @@ import asyncio
 import collections
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import logging
@@ -229,6 +229,7 @@ class Tuning:
     poll_s: float = 0.2  # between two looks at whether a frontier is reached
     measure_workers: int = 4  # rooms measured at once for the progress bar
     sample_limit: int = 1000  # candidates whose states are sampled while a frontier is awaited
+    sample_s: float = 0.05  # between two samples (a state that lasts longer is seen)
     # Rooms scanned at once in this process (no pool). One: measured on this 2-core machine
     # under load, scans sharing a process's interpreter lock ran 2.4 times slower than one
     # after the other (each scan still reads its two sides at once).
@@ -467,16 +468,12 @@ class ParityCheck:
 
     # -- frontiers ---------------------------------------------------------------------------
 
-    async def _wait(self, frontier: Frontier, sample: Callable[[], None] | None = None) -> bool:
-        """Polls until the read model reached `frontier`; False at the timeout. `sample` (run
-        in a worker thread) right after the mark and after each look that found it not
-        reached yet: the monolith's states of the candidates meanwhile."""
+    async def _wait(self, frontier: Frontier) -> bool:
+        """Polls until the read model reached `frontier`; False at the timeout."""
         began = time.monotonic()
         deadline = began + self._settings.frontier_timeout_s
         try:
             while True:
-                if sample is not None:
-                    await asyncio.to_thread(sample)
                 if await self._pipeline.reached(frontier):
                     return True
                 if time.monotonic() >= deadline:
@@ -551,26 +548,40 @@ class ParityCheck:
             left = sum(room.left for room in active)
             frontier = await self._pipeline.mark()
             seen: dict[int, Seen] = {room.room_id: {} for room in active}
-            sample = (
-                functools.partial(self._sample_rooms, active, seen)
+            # From right after the mark until the candidates are read again, the monolith's
+            # states of the candidates are sampled (few candidates only): every one of them is
+            # a state the monolith had after the frontier.
+            rounds = [(room, list(room.spills)) for room in active]  # this round's candidates
+            stop = asyncio.Event()
+            sampling = (
+                asyncio.ensure_future(self._sampling(rounds, seen, stop))
                 if left <= self._tuning.sample_limit
                 else None
             )
-            if not await self._wait(frontier, sample):
+            try:
+                if not await self._wait(frontier):
+                    for room in active:
+                        room.late = (
+                            self._late(frontier)
+                            + f"; {room.left} row(s) of the room could not be re-checked"
+                        )
+                    return
                 for room in active:
-                    room.late = (
-                        self._late(frontier)
-                        + f"; {room.left} row(s) of the room could not be re-checked"
-                    )
-                return
-            for room in active:
-                room.result.settled_at = frontier
-                room.spills = list(
-                    await asyncio.to_thread(
-                        self._recheck, room.room_id, room.result, room.spills[0], room.spills[1],
-                        seen[room.room_id], room.confirm,
-                    )
-                )  # fmt: skip
+                    room.result.settled_at = frontier
+                    room.spills = list(
+                        await asyncio.to_thread(
+                            self._recheck, room.room_id, room.result, room.spills[0],
+                            room.spills[1], seen[room.room_id], room.confirm,
+                        )
+                    )  # fmt: skip
+            finally:
+                stop.set()
+                if sampling is not None:
+                    await sampling  # the sample under way ends first
+                for room, spills in rounds:  # a re-checked round's candidates are done with
+                    if room.spills != spills:
+                        for spill in spills:
+                            spill.close()
 
     async def _finish(self, room: _Room, request: ParityRequest, sink: ResultSink) -> RoomResult:
         """A room's outcome: its differences (unreadable rows' as the scan met them, then the
@@ -610,9 +621,19 @@ class ParityCheck:
         )  # fmt: skip
         return result
 
-    def _sample_rooms(self, rooms: list[_Room], seen: dict[int, Seen]) -> None:
-        for room in rooms:
-            self._sample(room.room_id, room.spills[0], room.spills[1], seen[room.room_id])
+    async def _sampling(
+        self, rounds: list[tuple[_Room, list[_Spill]]], seen: dict[int, Seen], stop: asyncio.Event
+    ) -> None:
+        """Samples the candidates' monolith states every `sample_s` until `stop` is set."""
+
+        def sample() -> None:
+            for room, (messages, cursors) in rounds:
+                self._sample(room.room_id, messages, cursors, seen[room.room_id])
+
+        while not stop.is_set():
+            await asyncio.to_thread(sample)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self._tuning.sample_s)
 
     # -- a re-check round (a worker thread) ----------------------------------------------------
 
@@ -626,7 +647,8 @@ class ParityCheck:
         emit: Callable[[Difference], None],
     ) -> tuple[_Spill, _Spill]:
         """One round over every candidate (the read model read first, then the monolith):
-        confirmed ones emitted, changed ones into the returned spills (the next round's)."""
+        confirmed ones emitted, changed ones into the returned spills (the next round's). The
+        spills read stay open: the caller closes them once nothing samples them."""
         page = self._settings.page
         next_messages, next_cursors = messages.sibling("m"), cursors.sibling("c")
         try:
@@ -639,7 +661,7 @@ class ParityCheck:
                     self._judge(
                         recheck_message(
                             candidate, legacy_now, new_now.get(candidate.message_id),
-                            seen.get(("m", candidate.message_id), ()),
+                            frozenset(seen.get(("m", candidate.message_id), ())),
                         ),
                         emit, next_messages, next_cursors,
                     )  # fmt: skip
@@ -662,7 +684,7 @@ class ParityCheck:
                     self._judge(
                         recheck_cursor(
                             cursor_candidate, legacy_cursors.get((room, account)),
-                            new_cursors[account], seen.get(("c", account), ()),
+                            new_cursors[account], frozenset(seen.get(("c", account), ())),
                         ),
                         emit, next_messages, next_cursors,
                     )  # fmt: skip
@@ -671,9 +693,6 @@ class ParityCheck:
             next_messages.close()
             next_cursors.close()
             raise
-        finally:
-            messages.close()
-            cursors.close()
         return next_messages, next_cursors
 
     def _sample(self, room: int, messages: _Spill, cursors: _Spill, seen: Seen) -> None:

@@ -8,6 +8,7 @@ stream (range re-checks for a room missing its messages, a read per message for 
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable, Iterator, Sequence
@@ -410,6 +411,7 @@ class HotRow(MemoryPipeline):
             return done
         if looks == 1:
             return False
+        await asyncio.sleep(0.2)  # the sampler (every 50 ms) has seen the edit by now
         self.world.carry()
         done = await super().reached(frontier)
         self.edit()
