@@ -21,6 +21,7 @@ __all__ = [
     "NotVisible",
     "OperatorError",
     "PanicStop",
+    "SourceNeverRan",
     "Unavailable",
     "UnknownRooms",
     "UnreadableCheckpoint",
@@ -62,6 +63,11 @@ class JobRunning(OperatorError):
 
 class UnreadableCheckpoint(Misconfigured):
     """A job's checkpoint that this version cannot read (another version's, or damaged)."""
+
+
+class SourceNeverRan(Unavailable):
+    """The binlog source has no checkpoint: a backfill started now could be marked done over
+    writes nothing captures. Start the pipeline, then the job (exit 4)."""
 
 
 class NotVisible(Unavailable):

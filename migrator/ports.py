@@ -111,6 +111,13 @@ class Pipeline(Protocol):
         a later look only checks what was left."""
         ...
 
+    async def source_checkpoint(self) -> str | None:
+        """The binlog source's last checkpoint ("file:pos"), None when it never checkpointed.
+        A source that has a checkpoint captures every commit after it, whenever it runs; one
+        that never ran starts, the first time, at the binlog's end then, and what was committed
+        before that is nobody's but the backfill's (legacy_adapters' binlog source)."""
+        ...
+
     async def capture_lag(self) -> int:
         """Hints appended and not yet consumed by the capturer, over every partition: how far
         the capture path is behind (a backfill that floods it delays live hints)."""

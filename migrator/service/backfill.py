@@ -85,6 +85,7 @@ from migrator.errors import (
     CheckpointMismatch,
     NotVisible,
     OperatorError,
+    SourceNeverRan,
     UnreadableCheckpoint,
 )
 from migrator.ports import (
@@ -368,6 +369,7 @@ class Backfill:
     async def run(self, request: BackfillRequest) -> BackfillOutcome:
         job, who = check_job_name(request.job), check_who(request.who)
         started = self._monotonic()
+        await self._live_capture_covers(job)
         holding = self._locks.hold(job)
         lease = await asyncio.to_thread(holding.__enter__)
         try:
@@ -410,6 +412,21 @@ class Backfill:
         return outcome
 
     # -- planning ------------------------------------------------------------------------
+
+    async def _live_capture_covers(self, job: str) -> None:
+        """The backfill brings each room's history up to its highest id when the job measures
+        it; what is committed after that is live capture's: the binlog source's. A source that
+        never checkpointed would, at its first start, begin at the binlog's end then and skip
+        what was committed between the plan and that start, and the rooms would be marked
+        backfilled over the gap. So a job starts (or resumes) only once the source has a
+        checkpoint: from it on, every commit is captured, whenever the source runs."""
+        if await self._pipeline.source_checkpoint() is None:
+            raise SourceNeverRan(
+                f"job {job}: the binlog source (chat-binlog-source) has never checkpointed: "
+                "start the capture pipeline first (make pipeline) and run the command again. "
+                "The backfill brings each room's history up to its highest id at the job's "
+                "start; what is written after is captured live, only by a source already running"
+            )
 
     async def _plan_or_resume(
         self, job: str, request: BackfillRequest

@@ -75,6 +75,22 @@ class PipelineContract:
 
         run(scenario)
 
+    def test_the_source_checkpoint_is_none_until_the_source_checkpoints(self) -> None:
+        async def scenario() -> None:
+            rig = await self.rig()
+            try:
+                assert await rig.pipeline.source_checkpoint() is None
+                frontier = await rig.pipeline.mark()
+                await rig.source([1])
+                assert await rig.pipeline.source_checkpoint() == frontier.binlog
+                later = next_file(frontier)
+                await rig.source([1], at=later)
+                assert await rig.pipeline.source_checkpoint() == later
+            finally:
+                await rig.close()
+
+        run(scenario)
+
     def test_nothing_checkpointed_is_not_reached(self) -> None:
         async def scenario() -> None:
             rig = await self.rig()

@@ -149,19 +149,29 @@ class FilePipeline:
                 "start it (make pipeline ENGINE=embedded)"
             )
 
-    async def _source_past(self, frontier: Frontier) -> bool:
+    async def source_checkpoint(self) -> str | None:
+        self._ran()
+        position = await self._source_position()
+        return None if position is None else str(position)
+
+    async def _source_position(self) -> BinlogPosition | None:
         identity = self._binlog.transactional_id
         raw = await asyncio.to_thread(self._topics.checkpoint, identity)
         if raw is None:
             log.info("no checkpoint of the binlog source yet", extra={"identity": identity})
-            return False
+            return None
         try:
-            position = BinlogPosition.decode(raw)
+            return BinlogPosition.decode(raw)
         except ValueError as exc:
             raise EventLogMisconfigured(
                 f"the binlog source's checkpoint {identity} in {self._topics.root} is not a "
                 f"binlog position: {exc}"
             ) from None
+
+    async def _source_past(self, frontier: Frontier) -> bool:
+        position = await self._source_position()
+        if position is None:
+            return False
         if binlog_order(str(position)) >= binlog_order(frontier.binlog):
             return True
         return await asyncio.to_thread(quiet_between, self._database, position, frontier.binlog)

@@ -108,6 +108,9 @@ class MemoryPipeline:
         progress.done = True
         return True
 
+    async def source_checkpoint(self) -> str | None:
+        return self.checkpoint
+
     async def capture_lag(self) -> int:
         return sum(h - c for h, c in zip(self.hints, self.captured, strict=True))
 

@@ -279,7 +279,11 @@ class KafkaPipeline:
 
     # -- the stages ----------------------------------------------------------------------
 
-    async def _source_past(self, frontier: Frontier) -> bool:
+    async def source_checkpoint(self) -> str | None:
+        position = await self._source_position()
+        return None if position is None else str(position)
+
+    async def _source_position(self) -> BinlogPosition | None:
         topic = self._binlog.checkpoint_topic
         raw = await within(
             self._seconds,
@@ -288,13 +292,18 @@ class KafkaPipeline:
         )
         if raw is None:
             log.info("no checkpoint of the binlog source yet", extra={"topic": topic})
-            return False
+            return None
         try:
-            position = BinlogPosition.decode(raw)
+            return BinlogPosition.decode(raw)
         except ValueError as exc:
             raise EventLogMisconfigured(
                 f"the binlog source's checkpoint in {topic} is not a binlog position: {exc}"
             ) from None
+
+    async def _source_past(self, frontier: Frontier) -> bool:
+        position = await self._source_position()
+        if position is None:
+            return False
         if binlog_order(str(position)) >= binlog_order(frontier.binlog):
             return True
         return await asyncio.to_thread(quiet_between, self._database, position, frontier.binlog)

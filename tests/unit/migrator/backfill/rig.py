@@ -148,6 +148,7 @@ class Pipe:
         self.consumed = [0] * PARTITIONS
         self.running = True
         self.lag_extra = 0  # added to the real lag, to play a flooded pipe
+        self.source_at: str | None = "mariadb-bin.000001:4"  # the binlog source's checkpoint
 
     def pump(self) -> None:
         if not self.running:
@@ -173,6 +174,9 @@ class Pipe:
     async def capture_lag(self) -> int:
         waiting = sum(len(p) for p in self.log.partitions_) - sum(self.consumed)
         return waiting + self.lag_extra
+
+    async def source_checkpoint(self) -> str | None:
+        return self.source_at
 
     async def mark(self) -> Any:
         raise NotImplementedError

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from migrator.domain.backfill import RoomState, decode_progress
-from migrator.errors import NotVisible
+from migrator.errors import NotVisible, SourceNeverRan
 from migrator.ports import RoomCursors
 from migrator.service.backfill import BackfillMetrics, Tuning
 from newcore.domain.hints import CursorHint, MessageHint, RangeHint
@@ -142,3 +142,19 @@ def test_a_run_killed_at_any_side_effect_still_ends_with_every_cursor(before: bo
         for room, state in decode_progress("backfill", saved[1]).rooms.items():
             if state.state is RoomState.WAITING:
                 assert world.cursor_hints(room, again) == [], (world.fuse.where, room)
+
+
+def test_a_job_does_not_start_while_the_binlog_source_never_checkpointed() -> None:
+    """A source that never ran starts, the first time, at the binlog's end then: what is
+    written between the job's plan and that start would be nobody's, and the rooms marked over
+    the gap. So the job waits for a source with a checkpoint: refused, nothing changed."""
+    world, _ = a_world()
+    world.pipe.source_at = None
+    with pytest.raises(SourceNeverRan, match="never checkpointed: start the capture pipeline"):
+        world.run(tuning=TUNING)
+    assert world.log.appends == []
+    assert all(world.marks(room) == 0 for room in world.rooms)
+    assert world.checkpoints.jobs() == []
+    world.pipe.source_at = "mariadb-bin.000001:4"
+    world.run(tuning=TUNING)
+    assert_cursors_converged(world)
