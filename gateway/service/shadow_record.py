@@ -63,10 +63,14 @@ class ShadowRecorder:
                 extra={"rooms": len(batch), "reason": str(exc)},
             )
             return False
-        except Exception as exc:  # a bug: the batch would fail again; say it loud, go on
-            BATCHES.labels("dropped").inc()
+        except Exception as exc:  # a bug: say it loud, go on, and lose no verdict
+            # Kept like a refused batch: a dropped "different" followed by a "same" would make
+            # the room's record look clean to the guard of new_primary. The counts merge into
+            # one per room and outcome, so keeping them costs no memory growth.
+            self._ledger.put_back(batch)
+            BATCHES.labels("failed").inc()
             self._log.error(
-                "shadow record batch dropped",
+                "shadow record batch failed, kept for the next batch",
                 extra={"rooms": len(batch), "reason": f"{exc.__class__.__name__}: {exc}"},
             )
             return False
