@@ -29,6 +29,7 @@ from gateway.domain.phases import (
 )
 from gateway.ports import PhaseStore, RoomCatalog
 from migrator.domain.selection import Selection, resolve
+from migrator.errors import OperatorError
 
 COMMANDS = {Direction.FORWARD: "cutover", Direction.BACK: "rollback"}
 
@@ -88,18 +89,19 @@ def move_rooms(
     changed) and moves them to `to` in `direction` through the store's guards."""
     who, why = check_who(who), check_why(why)
     rooms = resolve(selection, catalog)
-    report = (
-        store.move(
-            rooms,
-            to,
-            who,
-            why,
-            dry_run=dry_run,
-            direction=direction,
-            parity_max_age_s=parity_max_age_s,
+    if not rooms:
+        raise OperatorError(
+            f"{selection.describe()} selects no room of the monolith: nothing to move; choose a "
+            "larger percentage or name the rooms"
         )
-        if rooms
-        else MoveReport()
+    report = store.move(
+        rooms,
+        to,
+        who,
+        why,
+        dry_run=dry_run,
+        direction=direction,
+        parity_max_age_s=parity_max_age_s,
     )
     return MoveOutcome(direction, to, selection.describe(), rooms, dry_run, report)
 

@@ -210,8 +210,6 @@ def render_move(outcome: MoveOutcome) -> str:
         f"selected; {len(r.moved)} {would}moved, {len(r.unchanged)} unchanged, "
         f"{len(r.refused)} refused" + (" (dry run: nothing changed)" if outcome.dry_run else "")
     ]
-    if not outcome.rooms:
-        lines.append("  no room of the monolith is in this selection")
     by_source: dict[Phase, list[int]] = {}
     for t in r.moved:
         by_source.setdefault(t.from_phase, []).append(t.room_id)

@@ -183,11 +183,12 @@ def test_the_kill_switch_on_off_and_show(cli: Cli) -> None:
     assert cli.store.snapshot().phase_of(1) == DW
 
 
-def test_a_percentage_selecting_no_room_says_so(cli: Cli) -> None:
+def test_a_percentage_selecting_no_room_is_refused(cli: Cli) -> None:
+    """A cutover that moved nothing must not look done (a script going 1 % -> 10 % would go on)."""
     small = [r for r in ROOMS if bucket(r) >= 1]  # every room outside 0.01 %
     cli.catalog = type(cli.catalog)(small)
+    revision = cli.store.revision()
     ran = cli("cutover", "0.01%", "--to", "dual_write", "--why", "tiny")
-    assert ran.code == 0
-    assert "0 rooms selected" in ran.out and "no room of the monolith is in this selection" in (
-        ran.out
-    )
+    assert ran.code == 2
+    assert "0.01% selects no room of the monolith" in ran.err
+    assert cli.store.revision() == revision
