@@ -153,20 +153,25 @@ async def repair_lost_rooms(
 ) -> RepairOutcome:
     """Range hints over every room of the lost-rooms list, then the rooms sent forgotten
     (module docstring). A room with no message row now gets no hint (nothing a range can
-    find: a purge is repaired from a parity result) and is forgotten too, with a note."""
+    find: a purge is repaired from a parity result) and stays listed, with a note saying to
+    run parity on it: forgetting it would drop the only sign that its read model may hold
+    messages the monolith purged."""
     if chunk_rows < 1:
         raise ValueError("chunk_rows: 1 at least")
     outcome = RepairOutcome("the gateway spool's lost rooms", dry_run)
     outcome.lost = await asyncio.to_thread(source.read)
     sender = HintSender(log, dry_run, on_hint, batch)
+    unmended: set[int] = set()
     for room in outcome.lost:
         tally = outcome.tally.room(room.room_id)
         bounds = await asyncio.to_thread(history.bounds, room.room_id)
         if bounds is None:
             tally.note = (
                 f"{describe_lost(room)}; no message row in the monolith now: nothing for a "
-                "range to read again (a purged message is repaired from a parity result)"
+                "range to read again; kept in the list: run `chat-migrate parity "
+                f"{room.room_id}` and repair from its result (a purged message)"
             )
+            unmended.add(room.room_id)
             continue
         async for ends in _chunk_ends(history, room.room_id, bounds.high, chunk_rows):
             for planned in range_hints(room, ends.after, ends.ends):
@@ -175,7 +180,8 @@ async def repair_lost_rooms(
     await sender.flush()
     outcome.appended = sender.appended
     if not dry_run:
-        outcome.forgotten = await asyncio.to_thread(source.forget, outcome.lost, who, why)
+        mended = [room for room in outcome.lost if room.room_id not in unmended]
+        outcome.forgotten = await asyncio.to_thread(source.forget, mended, who, why)
     return outcome
 
 

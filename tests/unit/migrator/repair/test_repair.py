@@ -253,12 +253,12 @@ def test_lost_rooms_get_range_hints_over_their_chunks_then_are_forgotten(cli: Cl
     assert cli.log.hints() == [
         RangeHint(12, 1, 10), RangeHint(12, 11, 20), RangeHint(12, 21, 25), RangeHint(34, 1, 9),
     ]  # fmt: skip
-    assert cli.lost.forgotten == [([12, 34, 56], "ops:alice", "spool full at 3 am")]
+    # Room 56 has no row left: nothing a range finds, so it stays listed for a parity run.
+    assert cli.lost.forgotten == [([12, 34], "ops:alice", "spool full at 3 am")]
     assert "lost rooms read: 3" in ran.out
     assert "room 12: 3 range hint(s)" in ran.out
     assert "room 56: no hint; 1 hint(s) lost between" in ran.out
-    assert "no message row in the monolith now" in ran.out
-    assert "lost rooms forgotten 3, kept 0" in ran.out
+    assert "no message row in the monolith now" in ran.out and "chat-migrate parity 56" in ran.out
 
 
 def test_lost_rooms_dry_run_lists_ranges_and_forgets_nothing(cli: Cli) -> None:
