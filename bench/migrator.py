@@ -82,6 +82,7 @@ from tests.support.stack import REPO, Stack
 
 BENCH_STATE = REPO / ".state" / "bench"
 CHAT_MIGRATE = Path(sys.executable).with_name("chat-migrate")
+PY_SPY = Path(sys.executable).with_name("py-spy")
 NEW_SIDE_NICE = 10  # deploy/pipeline.sh's: the new side yields the cores to the serving path
 PAGE = 1000  # rows per page of the raw scans
 
@@ -268,7 +269,7 @@ class Job:
     wait4 gives its CPU and ru_maxrss (never waited on through Popen: wait4 reaps it)."""
 
     def __init__(self, args: list[str], env: dict[str, str], log: Path,
-                 progress_metric: str | None = None) -> None:  # fmt: skip
+                 progress_metric: str | None = None, *, profile: bool = False) -> None:  # fmt: skip
         self.args = args
         self.log = log
         self.began = time.monotonic()
@@ -278,6 +279,17 @@ class Job:
                 stderr=subprocess.STDOUT,
             )  # fmt: skip
         self.pid = self.popen.pid
+        # py-spy samples its threads on CPU (idle ones left out), its worker processes too,
+        # until it exits; the stacks go to `profile` (collapsed: "frame;frame;... count").
+        self.profile: Path | None = None
+        self._spy: subprocess.Popen[bytes] | None = None
+        if profile:
+            self.profile = log.with_suffix(".pyspy.txt")
+            self._spy = subprocess.Popen(  # noqa: S603 (py-spy of our venv, our job's pid)
+                [str(PY_SPY), "record", "--pid", str(self.pid), "--subprocesses", "--rate",
+                 "25", "--format", "raw", "--nonblocking", "--output", str(self.profile)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
         self.exit_code: int | None = None
         self.usage: resource.struct_rusage | None = None
         self.ended = 0.0
@@ -330,6 +342,12 @@ class Job:
         self.popen.returncode = self.exit_code
         self.usage = usage
         self._stop.set()
+        if self._spy is not None:
+            try:
+                self._spy.wait(60)  # it writes its file when the job is gone
+            except subprocess.TimeoutExpired:
+                self._spy.kill()
+                self._spy.wait()
 
     def wait(self) -> int:
         if self.exit_code is None:
@@ -409,6 +427,53 @@ def throttle_summary(job: Job) -> dict[str, Any]:
         "append_mean_ms": round(total(last, "migrator_backfill_append_seconds_sum") / appends
                                 * 1000, 1) if appends else None,
     }  # fmt: skip
+
+
+# Frames every stack starts with, which say nothing about where the time goes.
+_GENERIC = ("Thread._bootstrap", "Thread.run", "_worker (concurrent", "_WorkItem.run",
+            "BaseEventLoop.", "Runner.run", "run (asyncio", "Handle._run", "<module>",
+            "main (", "run_guarded", "Typer", "Command.", "Context.invoke", "_main (typer",
+            "get_callback", "_process_worker", "BaseProcess.", "_bootstrap (multiprocessing",
+            "spawn_main", "_main (multiprocessing", "process ")  # fmt: skip
+
+
+def profile_summary(path: Path | None, top: int = 12) -> dict[str, Any]:
+    """From py-spy's collapsed stacks: the frames where the CPU went, inclusive (a share of
+    every sample on CPU whose stack holds the frame) and self (the frame on top)."""
+    if path is None or not path.exists():
+        return {}
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    samples = 0
+    for line in path.read_text(errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = [f for f in stack.split(";") if not f.startswith(_GENERIC)]
+        samples += int(count)
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + int(count)
+
+    def best(counts: dict[str, int]) -> list[list[Any]]:
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+        return [[round(n / samples, 3), frame] for frame, n in ranked]
+
+    return {"file": str(path), "samples": samples, "inclusive": best(inclusive),
+            "self": best(own)} if samples else {}  # fmt: skip
+
+
+def print_profile_summary(summary: dict[str, Any], indent: str = "    ") -> None:
+    if not summary:
+        return
+    print(f"{indent}py-spy, {summary['samples']:,} samples on CPU ({summary['file']}):")
+    print(f"{indent}  inclusive (the frame or what it calls):")
+    for share, frame in summary["inclusive"]:
+        print(f"{indent}    {share:6.1%}  {frame}")
+    print(f"{indent}  self (the frame itself):")
+    for share, frame in summary["self"][:6]:
+        print(f"{indent}    {share:6.1%}  {frame}")
 
 
 # -- a read model of the bench's own --------------------------------------------------------
@@ -616,12 +681,13 @@ class Backfill:
                 "peak_sampled": round(job.peak_mb, 1), "peak_main_process": round(job.peak_own_mb, 1),
                 "ru_maxrss": round(job.maxrss_mb, 1), "processes": job.processes},
             "throttle": None if job is None else throttle_summary(job),
+            "profile": None if job is None else profile_summary(job.profile),
             "cpu": self.cpu.figures(),
         }  # fmt: skip
 
 
 def run_backfill(model: ReadModel, run: Run, state: Path, *, via_hints: bool,
-                 extra: list[str]) -> Backfill:  # fmt: skip
+                 extra: list[str], profile: bool = False) -> Backfill:  # fmt: skip
     """Every room into the read model, until every room is marked backfilled: by
     `chat-migrate backfill all` (timed on the control store's clock, from just before its start
     to the last mark), or, `via_hints`, by range hints of 1,000 rows for every message put on
@@ -641,7 +707,8 @@ def run_backfill(model: ReadModel, run: Run, state: Path, *, via_hints: bool,
         how = f"{len(hints):,} range hints onto the hints topic (no chat-migrate)"
     else:
         messages = count(run.database, "messages")
-        job = Job(["backfill", "all", *extra], model.env, state / f"{model.label}-backfill.log")
+        job = Job(["backfill", "all", *extra], model.env, state / f"{model.label}-backfill.log",
+                  profile=profile)  # fmt: skip
         how = "chat-migrate " + " ".join(job.args)
     marked, last_mark, applied = 0, None, 0.0
     try:
@@ -696,7 +763,7 @@ def backfill_part(run: Run, state: Path, args: argparse.Namespace,
           else "  chat-migrate backfill all ...", flush=True)  # fmt: skip
     try:
         done = run_backfill(model, run, state, via_hints=args.via_hints,
-                            extra=args.backfill_args.split())  # fmt: skip
+                            extra=args.backfill_args.split(), profile=args.profile)  # fmt: skip
     except BaseException:
         model.close()
         raise
@@ -836,7 +903,8 @@ def parity_part(run: Run, state: Path, model: ReadModel, args: argparse.Namespac
     meter = CpuMeter(stack_pids() | model.pids())
     meter.begin()
     print("  chat-migrate parity all --no-mark ...", flush=True)
-    job = Job(["parity", "all", "--no-mark"], model.env, state / "parity.log", PARITY_PROGRESS)
+    job = Job(["parity", "all", "--no-mark"], model.env, state / "parity.log", PARITY_PROGRESS,
+              profile=args.profile)  # fmt: skip
     try:
         while job.poll() is None and time.monotonic() - job.began < args.parity_timeout:
             time.sleep(0.2)
@@ -867,7 +935,7 @@ def parity_part(run: Run, state: Path, model: ReadModel, args: argparse.Namespac
                    "at_progress": at, "flat": flat,
                    "progress_from": "metric" if any(p for *_, p in job.samples) else "time"},
         "job_cpu_s": round(job.cpu_s, 2), "cpu": cpu.figures(), "log": str(job.log),
-        "seen": parity_summary(job),
+        "seen": parity_summary(job), "profile": profile_summary(job.profile),
     }  # fmt: skip
     print(f"  parity: {compared:,} messages in {seconds:.1f} s = {rate:,.0f} messages/s "
           f"(exit {code}); slower raw scan: {slower.what.split(':')[0]} {slower.rate:,.0f} rows/s; "
@@ -1058,8 +1126,20 @@ def monolith_part(run: Run, state: Path, args: argparse.Namespace,
                                 [(h.room_id, encode_hint(h)) for h in hints]))  # fmt: skip
         else:
             job = Job(["backfill", "all", *args.backfill_args.split()], model.env,
-                      state / "monolith-backfill.log")  # fmt: skip
+                      state / "monolith-backfill.log", profile=args.profile)  # fmt: skip
             pids |= {"chat-migrate": job.pid}
+            # Its plan first (every room measured on the monolith), a window of its own; the
+            # sending window begins once hints flow.
+            meter = CpuMeter(pids)
+            meter.begin()
+            with timed_window(windows, "backfill_planning"):
+                deadline = time.monotonic() + 600
+                while (not job.last("migrator_backfill_messages_total")
+                       and job.poll() is None and time.monotonic() < deadline):  # fmt: skip
+                    time.sleep(0.2)
+            cpu["backfill_planning"] = meter.end()
+            print(f"  its plan took {cpu['backfill_planning'].seconds:.0f} s; sending",
+                  flush=True)  # fmt: skip
         time.sleep(args.ramp)
         meter = CpuMeter(pids)
         applied_at = model.applied()
@@ -1094,6 +1174,7 @@ def monolith_part(run: Run, state: Path, args: argparse.Namespace,
             "rate": round(backfilled / cpu["with_backfill"].seconds, 1),
             "how": how, "ended_before_window_end": ended_early,
             "throttle": None if job is None else throttle_summary(job),
+            "profile": None if job is None else profile_summary(job.profile),
         },
         "load_process_log": str(load.log),
     }  # fmt: skip
@@ -1133,10 +1214,14 @@ def table_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
         })  # fmt: skip
     if (m := results.get("monolith")) is not None:
         without, during = m["windows"].get("without", {}), m["windows"].get("with_backfill", {})
-        if without.get("requests") and during.get("requests"):
+        for name, label in (("backfill_planning", "backfill planning"),
+                            ("with_backfill", "backfill sending")):  # fmt: skip
+            during = m["windows"].get(name, {})
+            if not (without.get("requests") and during.get("requests")):
+                continue
             growth = during["p99_ms"] / without["p99_ms"] - 1
             rows.append({
-                "figure": f"monolith p99 {during['p99_ms']:.1f} ms, backfill running",
+                "figure": f"monolith p99 {during['p99_ms']:.1f} ms, {label}",
                 "baseline": f"p99 {without['p99_ms']:.1f} ms without it",
                 "ratio": round(1 + growth, 3), "goal": f"<= +{P99_GROWTH:.0%}",
                 "met": growth <= P99_GROWTH and during["errors"] == 0,
@@ -1195,15 +1280,26 @@ def print_limits(results: dict[str, Any], rows: list[dict[str, Any]]) -> None:
         print(f"  backfill: {b['rate']:,.0f} msg/s; the floor alone would allow "
               f"{b['ceiling']:,.0f}, the floor plus Kafka {b['ceiling_with_kafka']:,.0f}")  # fmt: skip
         print_cpu(b["cpu"], per_message=True)
+        print_throttle(b.get("throttle"), indent="    ")
+        print_profile_summary(b.get("profile") or {})
     if "monolith" in missed:
         m = results["monolith"]
-        for name in ("without", "with_backfill"):
-            print(f"  monolith, {name}:")
-            print_cpu(m["cpu"][name], per_message=False)
+        for name in ("without", "backfill_planning", "with_backfill"):
+            if name in m["cpu"]:
+                print(f"  monolith, {name}:")
+                print_cpu(m["cpu"][name], per_message=False)
+        print_profile_summary(m["backfill_during_window"].get("profile") or {})
     if "parity" in missed:
         p = results["parity"]
         print(f"  parity: {p['rate']:,.0f} msg/s against {p['slower_scan_rate']:,.0f}")
         print_cpu(p["cpu"], per_message=True)
+        for scan in ("mariadb_scan", "hbase_scan"):
+            if scan in results:
+                cost = ", ".join(f"{name} {f['us_per_message']:.0f} µs"
+                                 for name, f in results[scan]["cpu"].items()
+                                 if not name.startswith("("))  # fmt: skip
+                print(f"    beside it, the raw {scan.split('_')[0]} scan's CPU per row: {cost}")
+        print_profile_summary(p.get("profile") or {})
     if "parity RSS" in missed:
         print(f"  parity memory: {results['parity']['rss_mb']}")
 
@@ -1245,6 +1341,9 @@ def main() -> int:
     parser.add_argument("--parity-timeout", type=float, default=900,
                         help="stop parity after this many seconds; its rate is then taken "
                              "over the messages it compared")  # fmt: skip
+    parser.add_argument("--profile", action="store_true",
+                        help="py-spy each chat-migrate job (its worker processes too) and print "
+                             "where its CPU went")  # fmt: skip
     parser.add_argument("--via-hints", action="store_true",
                         help="backfill with raw range hints instead of chat-migrate (the "
                              "pipeline's own rate, for comparison; no marks)")  # fmt: skip
@@ -1260,6 +1359,8 @@ def main() -> int:
             or args.ramp < 0 or args.rooms < 1 or not 0 <= args.write_share <= 1):  # fmt: skip
         parser.error("--baseline-rows, --load-rate, --seconds, --rooms must be positive, "
                      "--warmup and --ramp not negative, --write-share in 0..1")  # fmt: skip
+    if args.profile and not PY_SPY.exists():
+        raise SystemExit(f"--profile needs {PY_SPY}: .venv/bin/pip install py-spy")
     if not CHAT_MIGRATE.exists():
         raise SystemExit(f"{CHAT_MIGRATE} missing: install the project (pip install -e .)")
     stack = Stack.from_env()
