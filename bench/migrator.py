@@ -434,7 +434,7 @@ _GENERIC = ("Thread._bootstrap", "Thread.run", "_worker (concurrent", "_WorkItem
             "BaseEventLoop.", "Runner.run", "run (asyncio", "Handle._run", "<module>",
             "main (", "run_guarded", "Typer", "Command.", "Context.invoke", "_main (typer",
             "get_callback", "_process_worker", "BaseProcess.", "_bootstrap (multiprocessing",
-            "spawn_main", "_main (multiprocessing", "process ")  # fmt: skip
+            "spawn_main", "_main (multiprocessing")  # fmt: skip
 
 
 def profile_summary(path: Path | None, top: int = 12) -> dict[str, Any]:
@@ -444,11 +444,19 @@ def profile_summary(path: Path | None, top: int = 12) -> dict[str, Any]:
         return {}
     inclusive: dict[str, int] = {}
     own: dict[str, int] = {}
+    by_process: dict[str, int] = {}
     samples = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
             continue
+        process = "main"
+        while stack.startswith("process "):  # --subprocesses: 'process PID:"CMDLINE";' per
+            label, _, stack = stack.partition('";')  # level (a command line may hold a ';')
+            if "multiprocessing" in label:
+                process = "worker " + label.split(":", 1)[0].removeprefix("process ")
+        by_process[process] = by_process.get(process, 0) + int(count)
+
         frames = [f for f in stack.split(";") if not f.startswith(_GENERIC)]
         samples += int(count)
         for frame in set(frames):
@@ -460,14 +468,19 @@ def profile_summary(path: Path | None, top: int = 12) -> dict[str, Any]:
         ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
         return [[round(n / samples, 3), frame] for frame, n in ranked]
 
-    return {"file": str(path), "samples": samples, "inclusive": best(inclusive),
-            "self": best(own)} if samples else {}  # fmt: skip
+    return {"file": str(path), "samples": samples,
+            "processes": {name: share for share, name in best(by_process)},
+            "inclusive": best(inclusive), "self": best(own)} if samples else {}  # fmt: skip
 
 
 def print_profile_summary(summary: dict[str, Any], indent: str = "    ") -> None:
     if not summary:
         return
-    print(f"{indent}py-spy, {summary['samples']:,} samples on CPU ({summary['file']}):")
+    print(f"{indent}py-spy, {summary['samples']:,} samples of threads not idle (without pausing "
+          f"the job, py-spy takes some waits for work; {summary['file']}):")  # fmt: skip
+    if len(summary["processes"]) > 1:
+        print(f"{indent}  by process: " + ", ".join(
+            f"{name} {share:.0%}" for name, share in summary["processes"].items()))  # fmt: skip
     print(f"{indent}  inclusive (the frame or what it calls):")
     for share, frame in summary["inclusive"]:
         print(f"{indent}    {share:6.1%}  {frame}")
@@ -1363,6 +1376,15 @@ def main() -> int:
         raise SystemExit(f"--profile needs {PY_SPY}: .venv/bin/pip install py-spy")
     if not CHAT_MIGRATE.exists():
         raise SystemExit(f"{CHAT_MIGRATE} missing: install the project (pip install -e .)")
+
+    # A TERM or HUP stops the run the way Ctrl-C does: through every `finally` below, so its
+    # processes are stopped and its topics, tables and databases removed (Python's default
+    # for TERM exits at once and leaves them).
+    def stop(signum: int, _frame: object) -> None:
+        raise SystemExit(f"stopped by signal {signum}")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, stop)
     stack = Stack.from_env()
     BENCH_STATE.mkdir(parents=True, exist_ok=True)
     state = BENCH_STATE / f"migrator-{time.strftime('%Y%m%dT%H%M%S')}"
