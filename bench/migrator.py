@@ -2,29 +2,37 @@
 
 1. backfill: `chat-migrate backfill all`, the real command as an operator runs it, fills a fresh
    read model (HBase tables, topics, control database and capture pipeline of the bench's own:
-   chat-binlog-source, chat-capturer, chat-updater, niced as deploy/pipeline.sh runs them) with
-   every seeded message: messages/s from its start until every room is marked backfilled (the
-   control store's own clock), its CPU and memory (sampled, and ru_maxrss). Beside it: a plain
-   full scan of the same rows from MariaDB (bare PyMySQL, paged by (room_id, message_id), the
-   columns the capturer reads), and the ceiling the capture pipeline's floor leaves on this
-   machine's cores (bench/pipeline.py's `baseline` and `ceiling`). Goal: >= 0.7 of the ceiling.
+   chat-binlog-source, chat-capturer, chat-updater) with every seeded message: messages/s from
+   its start until every room is marked backfilled (the control store's own clock), its CPU
+   and memory (its process tree, sampled, and ru_maxrss), and what its own metrics say held it
+   back. Beside it: a plain full scan of the same rows from MariaDB (bare PyMySQL, paged by
+   (room_id, message_id), the columns the capturer reads), and the ceiling the capture
+   pipeline's floor leaves on this machine's cores (bench/pipeline.py's `baseline` and
+   `ceiling`). Goal: >= 0.7 of the ceiling.
 2. parity: `chat-migrate parity all --no-mark` over the read model the backfill made: seconds
    and messages/s, beside the slower of two raw scans of the same rows (MariaDB as above; a
    plain happybase scan of the read model's messages table). Goal: >= 0.5 of that scan's rate;
-   its memory flat (RSS at 10, 50 and 100 % of the messages) and at most 500 MB.
+   its memory (its process tree: parity runs worker processes) flat at 10, 50 and 100 % of the
+   messages and at most 500 MB.
 3. monolith: its p99 under a steady background load at a fixed request rate (a process of its
    own paces requests wrk2-like and measures each from when it was due, so a stall is not
    hidden: 45 % GET .../messages?force=1, 45 % GET .../messages/{id}, 10 % posts, a member's
-   token each, over seeded rooms as bench/gateway.py picks them), without the backfill, with
-   it running (into another fresh read model), and after it was stopped. Goal: within +25 %.
+   token each, over seeded rooms as bench/gateway.py picks them), without the backfill, while
+   `chat-migrate backfill all` (into another fresh read model, the pipeline niced as
+   deploy/pipeline.sh runs it) plans and while it sends, and after it was stopped (the noise).
+   Goal: within +25 %.
 
-When a goal is missed, what limits it is printed: CPU per process (share of a core, and per
-message), from /proc. A full run takes about 15 minutes on 2 cores.
+Every window also measures the CPU of each process and of the rest of the machine (/proc):
+a window where other processes took more than a fifth of a core is marked NOISY. When a goal
+is missed, what limits it is printed: CPU per process (share of a core, and per message),
+the job's own metrics, and with `--profile` py-spy's frames of each job. A full run takes
+about 15 to 20 minutes on 2 cores.
 
 Run: `.venv/bin/python -m bench.migrator [--only backfill|parity|monolith]` (`--help`), or
-`make bench-migrator`. Figures go to .state/bench/migrator.json, logs to
+`make bench-migrator ARGS=...`. Figures go to .state/bench/migrator.json, logs to
 .state/bench/migrator-<time>/. Everything it made is removed at the end (topics, tables,
-control databases); the messages the background load posted stay in the monolith.
+control databases), also after Ctrl-C, TERM or HUP; the messages the background load posted
+stay in the monolith.
 """
 
 from __future__ import annotations
@@ -1385,6 +1393,11 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGHUP, stop)
+    wanted = {"MariaDB", "Kafka", "HBase", "HBase Thrift", "PHP-FPM", "monolith nginx"}
+    found = {name for name, pid in stack_pids().items() if Path(f"/proc/{pid}").exists()}
+    if missing := sorted(wanted - found):
+        raise SystemExit(f"no live process for {', '.join(missing)} in {REPO}/.state's pid files: "
+                         "start this checkout's stack (make up); the CPU figures are read there")  # fmt: skip
     stack = Stack.from_env()
     BENCH_STATE.mkdir(parents=True, exist_ok=True)
     state = BENCH_STATE / f"migrator-{time.strftime('%Y%m%dT%H%M%S')}"
